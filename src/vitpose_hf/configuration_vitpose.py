@@ -1,0 +1,238 @@
+"""VitPoseConfig: everything that shapes a ViTPose model, including its keypoint heads."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from transformers import PreTrainedConfig
+from transformers.backbone_utils import BackboneConfigMixin
+
+from .keypoints import KeypointLayout, get_layout
+
+
+# (hidden_size, num_hidden_layers, num_attention_heads, drop_path_rate, part_features) per size.
+MODEL_SIZES: dict[str, tuple[int, int, int, float, int]] = {
+    "small": (384, 12, 12, 0.1, 96),
+    "base": (768, 12, 12, 0.3, 192),
+    "large": (1024, 24, 16, 0.5, 256),
+    "huge": (1280, 32, 16, 0.55, 320),
+}
+# Head (= MoE expert) order of the released multi-dataset checkpoints.
+MULTI_TASK_DATASETS = ("coco", "aic", "mpii")
+VITPOSE_PLUS_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "wholebody")
+ATTENTION_TYPES = ("full", "window", "shift_window", "pool_window", "shift_pool_window")
+
+
+def _variant_kwargs() -> dict[str, dict[str, Any]]:
+    variants: dict[str, dict[str, Any]] = {}
+    for size, (hidden, depth, heads, drop_path, part) in MODEL_SIZES.items():
+        dims = dict(hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, drop_path_rate=drop_path)
+        variants[f"vitpose-{size}"] = dict(dims, decoder="classic")
+        variants[f"vitpose-{size}-simple"] = dict(dims, decoder="simple")
+        variants[f"vitpose-plus-{size}"] = dict(
+            dims, decoder="classic", num_experts=len(VITPOSE_PLUS_DATASETS), part_features=part,
+            keypoint_heads=list(VITPOSE_PLUS_DATASETS),
+        )
+    base = variants["vitpose-base"]
+    variants["vitpose-base-coco-aic-mpii"] = dict(base, keypoint_heads=list(MULTI_TASK_DATASETS))
+    return variants
+
+
+VARIANTS = _variant_kwargs()
+
+
+class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
+    r"""
+    Configuration of a ViTPose model: a plain ViT encoder, one heatmap head per keypoint dataset.
+
+    A bare `VitPoseConfig()` is the paper's default, ViTPose-B with the classic decoder at 256x192 and one COCO-17
+    head. `VitPoseConfig.from_variant("vitpose-plus-large")` gives the released variants.
+
+    Args:
+        image_size: input (height, width) the position embeddings are laid out for; other sizes are interpolated.
+        patch_size: side of the square patch-embedding kernel.
+        patch_stride: stride of the patch embedding; 16 gives 1/16 feature maps, 8 the overlapping 1/8 variant.
+        patch_padding: padding of the patch embedding; `None` uses the original's `4 + 2 * (ratio // 2 - 1)`.
+        hidden_size, num_hidden_layers, num_attention_heads, mlp_ratio, qkv_bias, hidden_act: the ViT's shape.
+        layer_norm_eps: 1e-6 as in the original (transformers' built-in ViTPose uses 1e-12).
+        drop_path_rate: stochastic-depth rate of the last block; block i gets `i / (depth - 1)` of it.
+        attention_dropout: dropout on attention probabilities (0 in every released model).
+        attention_type: per-layer attention, one of `ATTENTION_TYPES` or a list with one entry per layer.
+        window_size: (height, width) of attention windows in tokens, for the window attention types.
+        full_attention_interval: with window attention, every N-th layer (N, 2N, ...) uses full attention; 0 never.
+        num_experts: >1 turns the MLPs into ViTPose+ mixtures: `fc2` keeps `hidden_size - part_features` outputs
+            and one expert per dataset adds `part_features`.
+        part_features: width of each expert's output.
+        decoder: "classic" (two deconvolutions) or "simple" (bilinear x4 and a 3x3 convolution).
+        decoder_channels: width of the classic decoder's deconvolutions.
+        keypoint_heads: one keypoint layout per dataset, each a layout name (see `vitpose_hf.keypoints`) or a dict
+            with name, keypoints, flip_pairs, skeleton (and optionally oks_sigmas, joint_weights).
+            Head `i` is trained on dataset `i` and, with experts, uses expert `i`.
+        num_knowledge_tokens: learned tokens appended after the patch embedding (knowledge-token distillation).
+        knowledge_token_dim: width the knowledge token was learned at; when it differs from `hidden_size` a fixed
+            projection maps it in (see `modeling_vitpose.VitPoseEmbeddings`).
+        initializer_range: std of the truncated normal used for linear layers and position embeddings.
+    """
+
+    model_type = "vitpose_hf"
+
+    image_size: list[int] | tuple[int, ...] = (256, 192)
+    patch_size: int = 16
+    patch_stride: int = 16
+    patch_padding: int | None = None
+    num_channels: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    mlp_ratio: int | float = 4
+    qkv_bias: bool = True
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-6
+    drop_path_rate: float = 0.3
+    attention_dropout: float = 0.0
+    attention_type: str | list[str] = "full"
+    window_size: list[int] | tuple[int, ...] = (8, 8)
+    full_attention_interval: int = 0
+    num_experts: int = 1
+    part_features: int = 0
+    decoder: str = "classic"
+    decoder_channels: int = 256
+    keypoint_heads: list[Any] | None = None
+    num_knowledge_tokens: int = 0
+    knowledge_token_dim: int | None = None
+    initializer_range: float = 0.02
+    _out_features: list[str] | None = None
+    _out_indices: list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        out_indices = kwargs.pop("out_indices", None)
+        out_features = kwargs.pop("out_features", None)
+        self.image_size = [int(s) for s in self.image_size]
+        self.window_size = [int(s) for s in self.window_size]
+        heads = self.keypoint_heads if self.keypoint_heads is not None else ["coco"]
+        self.keypoint_heads = [get_layout(head).to_dict() for head in heads]
+        self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_hidden_layers + 1)]
+        self.set_output_features_output_indices(out_indices=out_indices, out_features=out_features)
+        super().__post_init__(**kwargs)
+        self.validate_vitpose()
+
+    def validate_vitpose(self) -> None:
+        """Reject inconsistent settings early, with a message naming the field."""
+        if len(self.image_size) != 2 or min(self.image_size) <= 0:
+            raise ValueError(f"image_size must be (height, width) with positive sides, got {self.image_size}.")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+            )
+        if self.patch_size % self.patch_stride != 0 or self.patch_size // self.patch_stride not in (1, 2):
+            raise ValueError(
+                f"patch_stride ({self.patch_stride}) must be patch_size ({self.patch_size}) or half of it "
+                "(1/16 or overlapping 1/8 feature maps)."
+            )
+        if self.feature_stride not in (4, 8, 16, 32):
+            raise ValueError(f"patch_stride {self.patch_stride} gives no 1/4-resolution heatmap; use 8 or 16.")
+        if self.decoder not in ("classic", "simple"):
+            raise ValueError(f"decoder must be 'classic' or 'simple', got {self.decoder!r}.")
+        if self.num_experts < 1:
+            raise ValueError(f"num_experts must be >= 1, got {self.num_experts}.")
+        if self.num_experts > 1:
+            if not 0 < self.part_features < self.hidden_size:
+                raise ValueError(
+                    f"part_features ({self.part_features}) must be in (0, hidden_size={self.hidden_size}) "
+                    "when num_experts > 1."
+                )
+            if self.num_experts < len(self.keypoint_heads):
+                raise ValueError(
+                    f"{len(self.keypoint_heads)} keypoint heads need as many experts, got num_experts={self.num_experts}."
+                )
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}.")
+        names = [head["name"] for head in self.keypoint_heads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"keypoint_heads names must be unique, got {names}.")
+        for layer_type in self.layer_attention_types:
+            if layer_type not in ATTENTION_TYPES:
+                raise ValueError(f"attention_type {layer_type!r} is not one of {ATTENTION_TYPES}.")
+        if isinstance(self.attention_type, list) and len(self.attention_type) != self.num_hidden_layers:
+            raise ValueError(
+                f"attention_type lists {len(self.attention_type)} layers, the model has {self.num_hidden_layers}."
+            )
+        if len(self.window_size) != 2 or min(self.window_size) <= 0:
+            raise ValueError(f"window_size must be (height, width) in tokens, got {self.window_size}.")
+
+    # Derived geometry -------------------------------------------------------------------------------------------
+    @property
+    def patch_embedding_padding(self) -> int:
+        if self.patch_padding is not None:
+            return self.patch_padding
+        ratio = self.patch_size // self.patch_stride
+        return 4 + 2 * (ratio // 2 - 1)
+
+    def token_grid(self, image_size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Number of tokens (rows, columns) the patch embedding makes of an input of `image_size`."""
+        height, width = image_size if image_size is not None else self.image_size
+        pad, kernel, stride = self.patch_embedding_padding, self.patch_size, self.patch_stride
+        return (height + 2 * pad - kernel) // stride + 1, (width + 2 * pad - kernel) // stride + 1
+
+    @property
+    def feature_stride(self) -> int:
+        return self.patch_stride
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        """(height, width) of the heatmaps: four times the token grid."""
+        rows, cols = self.token_grid()
+        factor = self.feature_stride // 4
+        return rows * factor, cols * factor
+
+    @property
+    def layer_attention_types(self) -> list[str]:
+        if isinstance(self.attention_type, list):
+            types = list(self.attention_type)
+        else:
+            types = [self.attention_type] * self.num_hidden_layers
+        if self.full_attention_interval > 0:
+            types = [
+                "full" if (i + 1) % self.full_attention_interval == 0 else t for i, t in enumerate(types)
+            ]
+        return types
+
+    # Heads ------------------------------------------------------------------------------------------------------
+    @property
+    def head_names(self) -> list[str]:
+        return [head["name"] for head in self.keypoint_heads]
+
+    @property
+    def layouts(self) -> list[KeypointLayout]:
+        return [KeypointLayout.from_dict(head) for head in self.keypoint_heads]
+
+    def layout(self, dataset: int | str | None = None) -> KeypointLayout:
+        return self.layouts[self.dataset_index(dataset)]
+
+    def dataset_index(self, dataset: int | str | None) -> int:
+        """Head index of a dataset given by index or name (None: the first head)."""
+        if dataset is None:
+            return 0
+        if isinstance(dataset, str):
+            names = self.head_names
+            if dataset not in names:
+                raise ValueError(f"Unknown dataset {dataset!r}: this model's heads are {names}.")
+            return names.index(dataset)
+        index = int(dataset)
+        if not 0 <= index < len(self.keypoint_heads):
+            raise ValueError(f"dataset_index {index} is out of range: this model has {len(self.keypoint_heads)} heads.")
+        return index
+
+    # Variants ---------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_variant(cls, name: str, **overrides: Any) -> "VitPoseConfig":
+        """Config of a released variant, e.g. "vitpose-base-simple" or "vitpose-plus-huge"; overrides win."""
+        if name not in VARIANTS:
+            raise ValueError(f"Unknown ViTPose variant {name!r}; known: {sorted(VARIANTS)}.")
+        kwargs = copy.deepcopy(VARIANTS[name])
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+
+__all__ = ["VitPoseConfig", "VARIANTS", "MODEL_SIZES"]

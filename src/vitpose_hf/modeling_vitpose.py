@@ -1,0 +1,551 @@
+"""ViTPose: a plain ViT encoder and one heatmap head per keypoint dataset.
+
+The encoder follows the original release exactly (fused qkv, pre-norm blocks, LayerNorm eps 1e-6, patch padding,
+the position embedding's extra slot folded into every token, a final LayerNorm), so converted weights reproduce the
+original's heatmaps. Differences are in how work is scheduled, never in the maths: each head and each ViTPose+ expert
+only computes the samples of its own dataset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.backbone_utils import BackboneMixin
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BackboneOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_vitpose import VitPoseConfig
+
+
+@dataclass
+class VitPoseEstimatorOutput(ModelOutput):
+    """
+    Args:
+        loss: target-weighted MSE between `heatmaps` and `labels` (the recipe's JointsMSELoss), when labels are given.
+        heatmaps: (batch, K, H/4, W/4). In a batch mixing heads with different K, each sample's channels beyond its
+            own head's K are zero.
+        hidden_states: encoder input and the output of every block, (batch, tokens, hidden) each.
+        attentions: attention probabilities of every block, (batch, heads, tokens, tokens) each.
+    """
+
+    loss: torch.Tensor | None = None
+    heatmaps: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class VitPoseEncoderOutput(ModelOutput):
+    feature_maps: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def joints_mse_loss(
+    heatmaps: torch.Tensor, labels: torch.Tensor, target_weight: torch.Tensor | None = None,
+    num_keypoints: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The recipe's JointsMSELoss: `0.5 * mean((pred * w - gt * w) ** 2)` over joints and pixels.
+
+    With `num_keypoints` (B,), sample b averages over its first `num_keypoints[b]` channels only (padding channels of
+    a mixed-head batch do not count), and the batch loss is the mean over samples. With one head this is exactly the
+    original; with several it equals the original's sum of per-head masked losses.
+    """
+    if target_weight is None:
+        target_weight = torch.ones(labels.shape[:2], dtype=heatmaps.dtype, device=heatmaps.device)
+    squared = ((heatmaps.float() - labels.float()) * target_weight.float()[..., None, None]).pow(2)
+    per_joint = squared.flatten(2).mean(-1)  # (B, K)
+    if num_keypoints is None:
+        return 0.5 * per_joint.mean()
+    channels = torch.arange(per_joint.shape[1], device=per_joint.device)
+    valid = channels[None, :] < num_keypoints[:, None]
+    per_sample = (per_joint * valid).sum(1) / num_keypoints.clamp(min=1)
+    return 0.5 * per_sample.mean()
+
+
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop the whole residual branch of random samples, rescaling the kept ones."""
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
+class DropPath(nn.Module):
+    def __init__(self, rate: float = 0.0):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.rate, self.training)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
+
+def resize_position_embeddings(position_embeddings: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]):
+    """Bicubic resampling of a (1, rows*cols, C) position-embedding grid, the usual way to change input size."""
+    if tuple(old_grid) == tuple(new_grid):
+        return position_embeddings
+    dim = position_embeddings.shape[-1]
+    grid = position_embeddings.reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid.float(), size=tuple(new_grid), mode="bicubic", align_corners=False)
+    return grid.to(position_embeddings.dtype).permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
+
+
+class VitPoseEmbeddings(nn.Module):
+    """Patch embedding plus position embedding (and optional knowledge tokens appended after them).
+
+    The original keeps a (1, N+1, C) position embedding and adds slot 0 to every patch; here it is stored folded,
+    (1, N, C), which computes the same sum.
+    """
+
+    def __init__(self, config: VitPoseConfig):
+        super().__init__()
+        self.config = config
+        self.grid = config.token_grid()
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size,
+            stride=config.patch_stride, padding=config.patch_embedding_padding,
+        )
+        self.position_embeddings = nn.Parameter(torch.zeros(1, self.grid[0] * self.grid[1], config.hidden_size))
+        if config.num_knowledge_tokens:
+            token_dim = config.knowledge_token_dim or config.hidden_size
+            self.knowledge_tokens = nn.Parameter(torch.zeros(1, config.num_knowledge_tokens, token_dim))
+        else:
+            self.knowledge_tokens = None
+
+    def knowledge_token_embeddings(self) -> torch.Tensor:
+        """The knowledge tokens at this model's width.
+
+        A token learned with a teacher of another width crosses through a fixed, parameter-free map: truncation
+        when the student is narrower, zero padding when wider, rescaled to keep the token's RMS. It is fixed so that
+        the token stays the teacher's knowledge rather than something the student re-learns.
+        """
+        tokens = self.knowledge_tokens
+        width = self.config.hidden_size
+        if tokens.shape[-1] == width:
+            return tokens
+        if tokens.shape[-1] > width:
+            crossed = tokens[..., :width]
+        else:
+            crossed = F.pad(tokens, (0, width - tokens.shape[-1]))
+        rms_in = tokens.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+        rms_out = crossed.pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+        return crossed * (rms_in / rms_out)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"pixel_values must be (batch, {self.config.num_channels}, height, width), got {tuple(pixel_values.shape)}."
+            )
+        embeddings = self.projection(pixel_values.to(self.projection.weight.dtype))
+        grid = (embeddings.shape[2], embeddings.shape[3])
+        embeddings = embeddings.flatten(2).transpose(1, 2)
+        embeddings = embeddings + resize_position_embeddings(self.position_embeddings, self.grid, grid)
+        if self.knowledge_tokens is not None:
+            tokens = self.knowledge_token_embeddings().to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
+            embeddings = torch.cat([embeddings, tokens], dim=1)
+        return embeddings, grid
+
+
+def eager_attention_forward(
+    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+    attention_mask: torch.Tensor | None, scaling: float, dropout: float = 0.0, **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = weights.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class VitPoseAttention(nn.Module):
+    """Multi-head self-attention with the original's fused qkv, dispatched to sdpa / eager / flash."""
+
+    def __init__(self, config: VitPoseConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, tokens, width = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        output, weights = attention(
+            self, query, key, value, attention_mask, scaling=self.scaling,
+            dropout=self.config.attention_dropout if self.training else 0.0,
+        )
+        return self.proj(output.reshape(batch, tokens, width)), weights
+
+
+class VitPoseMLP(nn.Module):
+    """fc1 -> GELU -> fc2; with experts (ViTPose+), fc2 is narrowed and each sample's dataset expert adds the rest."""
+
+    def __init__(self, config: VitPoseConfig):
+        super().__init__()
+        hidden = int(config.hidden_size * config.mlp_ratio)
+        self.fc1 = nn.Linear(config.hidden_size, hidden)
+        self.act = ACT2FN[config.hidden_act]
+        shared_out = config.hidden_size - (config.part_features if config.num_experts > 1 else 0)
+        self.fc2 = nn.Linear(hidden, shared_out)
+        if config.num_experts > 1:
+            self.experts = nn.ModuleList(nn.Linear(hidden, config.part_features) for _ in range(config.num_experts))
+        else:
+            self.experts = None
+
+    def forward(self, hidden_states: torch.Tensor, expert_groups: list[tuple[int, torch.Tensor | None]]) -> torch.Tensor:
+        hidden_states = self.act(self.fc1(hidden_states))
+        shared = self.fc2(hidden_states)
+        if self.experts is None:
+            return shared
+        if len(expert_groups) == 1:  # the common single-dataset batch: no gather/scatter
+            return torch.cat([shared, self.experts[expert_groups[0][0]](hidden_states)], dim=-1)
+        part = shared.new_empty(shared.shape[:-1] + (self.experts[0].out_features,))
+        for expert, rows in expert_groups:
+            part = part.index_copy(0, rows, self.experts[expert](hidden_states.index_select(0, rows)))
+        return torch.cat([shared, part], dim=-1)
+
+
+class VitPoseLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x)))."""
+
+    def __init__(self, config: VitPoseConfig, drop_path_rate: float, attention_type: str = "full"):
+        super().__init__()
+        self.attention_type = attention_type
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = VitPoseAttention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = VitPoseMLP(config)
+        self.drop_path = DropPath(drop_path_rate)
+
+    def forward(
+        self, hidden_states: torch.Tensor, expert_groups: list[tuple[int, torch.Tensor | None]],
+        grid: tuple[int, int], output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attend(self.norm1(hidden_states), grid, output_attentions)
+        hidden_states = hidden_states + self.drop_path(attended)
+        hidden_states = hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states), expert_groups))
+        return hidden_states, weights
+
+    def attend(
+        self, hidden_states: torch.Tensor, grid: tuple[int, int], output_attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.attention_type != "full":
+            raise NotImplementedError(f"attention_type {self.attention_type!r} is not available yet.")
+        return self.attention(hidden_states, output_attentions=output_attentions)
+
+
+class VitPoseEncoder(nn.Module):
+    """Embeddings, blocks and the last LayerNorm; returns a (B, C, rows, cols) feature map."""
+
+    def __init__(self, config: VitPoseConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = VitPoseEmbeddings(config)
+        depth = config.num_hidden_layers
+        rates = [config.drop_path_rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
+        types = config.layer_attention_types
+        self.layers = nn.ModuleList(VitPoseLayer(config, rates[i], types[i]) for i in range(depth))
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(
+        self, pixel_values: torch.Tensor, expert_groups: list[tuple[int, torch.Tensor | None]],
+        output_hidden_states: bool = False, output_attentions: bool = False,
+    ) -> VitPoseEncoderOutput:
+        hidden_states, grid = self.embeddings(pixel_values)
+        all_hidden = [hidden_states] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, expert_groups, grid, output_attentions)
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            if output_attentions:
+                all_attentions.append(weights)
+        hidden_states = self.layernorm(hidden_states[:, : grid[0] * grid[1]])  # knowledge tokens stop here
+        feature_maps = hidden_states.transpose(1, 2).reshape(hidden_states.shape[0], -1, grid[0], grid[1])
+        return VitPoseEncoderOutput(
+            feature_maps=feature_maps,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+        )
+
+
+class VitPoseDeconvBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.deconv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False)
+        self.batchnorm = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.batchnorm(self.deconv(x)))
+
+
+class VitPoseClassicHead(nn.Module):
+    """Deconvolution blocks (x2 each) up to 1/4 resolution, then a 1x1 convolution to K heatmaps."""
+
+    def __init__(self, config: VitPoseConfig, num_keypoints: int):
+        super().__init__()
+        num_blocks = int(math.log2(config.feature_stride // 4))
+        channels = [config.hidden_size] + [config.decoder_channels] * num_blocks
+        self.deconv_layers = nn.ModuleList(VitPoseDeconvBlock(channels[i], channels[i + 1]) for i in range(num_blocks))
+        self.final_layer = nn.Conv2d(channels[-1], num_keypoints, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        for block in self.deconv_layers:
+            features = block(features)
+        return self.final_layer(features)
+
+
+class VitPoseSimpleHead(nn.Module):
+    """ReLU, bilinear upsampling to 1/4 resolution, then a 3x3 convolution to K heatmaps."""
+
+    def __init__(self, config: VitPoseConfig, num_keypoints: int):
+        super().__init__()
+        self.scale_factor = config.feature_stride // 4
+        self.final_layer = nn.Conv2d(config.hidden_size, num_keypoints, kernel_size=3, padding=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = F.relu(features)
+        if self.scale_factor > 1:
+            features = F.interpolate(features, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
+        return self.final_layer(features)
+
+
+class VitPosePreTrainedModel(PreTrainedModel):
+    config_class = VitPoseConfig
+    config: VitPoseConfig
+    base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["VitPoseEmbeddings", "VitPoseLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and not getattr(module, "_is_head_layer", False):
+            nn.init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.zero_()
+                module.running_var.fill_(1.0)
+                module.num_batches_tracked.zero_()
+        elif isinstance(module, VitPoseEmbeddings):
+            nn.init.trunc_normal_(module.position_embeddings, std=std)
+            if module.knowledge_tokens is not None:
+                nn.init.trunc_normal_(module.knowledge_tokens, std=std)
+        elif isinstance(module, (VitPoseClassicHead, VitPoseSimpleHead)):
+            # The original head init: deconvolutions and the final conv drawn with std 0.001, bias 0.
+            for layer in module.modules():
+                if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):
+                    layer._is_head_layer = True
+                    nn.init.normal_(layer.weight, std=0.001)
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
+
+    def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
+        """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
+        values = dataset_index.tolist()
+        if len(set(values)) == 1:
+            return [(values[0], None)]
+        groups = []
+        for value in sorted(set(values)):
+            groups.append((value, (dataset_index == value).nonzero().flatten()))
+        return groups
+
+    def resolve_dataset_index(self, dataset_index, batch_size: int, device: torch.device) -> torch.Tensor:
+        """Accept an int, a dataset name, a sequence of either, or a (B,) tensor; validate against the heads."""
+        num_heads = len(self.config.keypoint_heads)
+        if dataset_index is None:
+            return torch.zeros(batch_size, dtype=torch.long, device=device)
+        if isinstance(dataset_index, (int, str)):
+            return torch.full((batch_size,), self.config.dataset_index(dataset_index), dtype=torch.long, device=device)
+        if isinstance(dataset_index, (list, tuple)):
+            dataset_index = torch.tensor([self.config.dataset_index(d) for d in dataset_index], dtype=torch.long)
+        dataset_index = torch.as_tensor(dataset_index, device=device).long().reshape(-1)
+        if dataset_index.numel() == 1 and batch_size != 1:
+            dataset_index = dataset_index.expand(batch_size)
+        if dataset_index.numel() != batch_size:
+            raise ValueError(f"dataset_index has {dataset_index.numel()} entries for a batch of {batch_size}.")
+        bad = (dataset_index < 0) | (dataset_index >= num_heads)
+        if bool(bad.any()):
+            raise ValueError(
+                f"dataset_index {dataset_index[bad][0].item()} is out of range: this model has {num_heads} heads "
+                f"({self.config.head_names})."
+            )
+        return dataset_index
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
+        """Load our checkpoints, or transformers' built-in "vitpose" ones (converted on the fly).
+
+        With `strict` (default) any missing or unexpected weight is an error naming it, instead of the silent random
+        initialisation `PreTrainedModel.from_pretrained` would fall back to.
+        """
+        from .conversion import is_transformers_vitpose_checkpoint, load_transformers_vitpose
+
+        if is_transformers_vitpose_checkpoint(pretrained_model_name_or_path, **kwargs):
+            return load_transformers_vitpose(cls, pretrained_model_name_or_path, strict=strict, **kwargs)
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        if strict and problems:
+            raise ValueError(f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__}: {problems}")
+        return (model, info) if output_loading_info else model
+
+
+class VitPoseModel(VitPosePreTrainedModel):
+    """The whole pose estimator: `VitPoseEncoder` and one heatmap head per keypoint dataset."""
+
+    def __init__(self, config: VitPoseConfig):
+        super().__init__(config)
+        self.vit = VitPoseEncoder(config)
+        head_class = VitPoseClassicHead if config.decoder == "classic" else VitPoseSimpleHead
+        self.heads = nn.ModuleList(head_class(config, layout.num_keypoints) for layout in config.layouts)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        dataset_index: int | str | torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        target_weight: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> VitPoseEstimatorOutput | tuple:
+        """
+        Args:
+            pixel_values: (B, 3, H, W) normalised crops, usually from `VitPoseImageProcessor`.
+            dataset_index: which head (and ViTPose+ expert) each sample uses: an int or dataset name for the whole
+                batch, or a (B,) tensor. Defaults to the first head.
+            labels: (B, K, H/4, W/4) target heatmaps; K is the largest K among the batch's heads.
+            target_weight: (B, K) per-joint weights (0 for unlabeled joints and padding channels).
+        """
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        dataset_index = self.resolve_dataset_index(dataset_index, pixel_values.shape[0], pixel_values.device)
+        groups = self.expert_groups(dataset_index)
+        encoded = self.vit(pixel_values, groups, output_hidden_states, output_attentions)
+        heatmaps = self.decode_heads(encoded.feature_maps, groups)
+
+        loss = None
+        if labels is not None:
+            loss = self.compute_loss(heatmaps, labels, target_weight, dataset_index)
+        output = VitPoseEstimatorOutput(
+            loss=loss, heatmaps=heatmaps, hidden_states=encoded.hidden_states, attentions=encoded.attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+    def decode_heads(self, features: torch.Tensor, groups: list[tuple[int, torch.Tensor | None]]) -> torch.Tensor:
+        if len(groups) == 1:
+            return self.heads[groups[0][0]](features)
+        max_k = max(self.heads[head].final_layer.out_channels for head, _ in groups)
+        out = None
+        for head, rows in groups:
+            maps = self.heads[head](features.index_select(0, rows))
+            if out is None:
+                out = maps.new_zeros((features.shape[0], max_k) + maps.shape[2:])
+            out = out.index_copy(0, rows, F.pad(maps, (0, 0, 0, 0, 0, max_k - maps.shape[1])))
+        return out
+
+    def num_keypoints_per_sample(self, dataset_index: torch.Tensor) -> torch.Tensor:
+        counts = torch.tensor([head.final_layer.out_channels for head in self.heads], device=dataset_index.device)
+        return counts[dataset_index]
+
+    def compute_loss(
+        self, heatmaps: torch.Tensor, labels: torch.Tensor, target_weight: torch.Tensor | None,
+        dataset_index: torch.Tensor,
+    ) -> torch.Tensor:
+        if labels.shape != heatmaps.shape:
+            raise ValueError(
+                f"labels must have the heatmaps' shape {tuple(heatmaps.shape)} (batch, keypoints, height, width), "
+                f"got {tuple(labels.shape)}."
+            )
+        if target_weight is not None and tuple(target_weight.shape[:2]) != tuple(heatmaps.shape[:2]):
+            raise ValueError(
+                f"target_weight must be (batch, keypoints) = {tuple(heatmaps.shape[:2])}, got {tuple(target_weight.shape)}."
+            )
+        if target_weight is not None:
+            target_weight = target_weight.reshape(heatmaps.shape[:2])
+        counts = self.num_keypoints_per_sample(dataset_index)
+        uniform = bool((counts == heatmaps.shape[1]).all())
+        return joints_mse_loss(heatmaps, labels, target_weight, None if uniform else counts)
+
+
+class VitPoseBackbone(BackboneMixin, VitPosePreTrainedModel):
+    """The bare ViTPose encoder as a transformers backbone: spatial feature maps of the chosen blocks."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^heads\."]  # a whole estimator's checkpoint loads as a backbone
+
+    def __init__(self, config: VitPoseConfig):
+        super().__init__(config)
+        self.vit = VitPoseEncoder(config)
+        self.num_features = [config.hidden_size] * (config.num_hidden_layers + 1)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        dataset_index: int | str | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BackboneOutput | tuple:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        dataset_index = self.resolve_dataset_index(dataset_index, pixel_values.shape[0], pixel_values.device)
+        encoded = self.vit(pixel_values, self.expert_groups(dataset_index), True, output_attentions)
+        rows, cols = encoded.feature_maps.shape[-2:]
+        feature_maps = []
+        for stage, hidden in zip(self.stage_names, encoded.hidden_states):
+            if stage not in self.out_features:
+                continue
+            if stage == self.stage_names[-1]:
+                feature_maps.append(encoded.feature_maps)  # the last stage gets the final LayerNorm
+            else:
+                tokens = hidden[:, : rows * cols]
+                feature_maps.append(tokens.transpose(1, 2).reshape(tokens.shape[0], -1, rows, cols))
+        output = BackboneOutput(
+            feature_maps=tuple(feature_maps),
+            hidden_states=encoded.hidden_states if output_hidden_states else None,
+            attentions=encoded.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = ["VitPoseModel", "VitPoseBackbone", "VitPosePreTrainedModel", "VitPoseEstimatorOutput", "joints_mse_loss"]
