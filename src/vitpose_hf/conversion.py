@@ -161,6 +161,8 @@ def config_to_transformers(config: VitPoseConfig, head: int = 0):
         raise ValueError("transformers' ViTPose only has 16x16 patches with stride 16 and padding 2.")
     if config.num_knowledge_tokens or set(config.layer_attention_types) != {"full"}:
         raise ValueError("transformers' ViTPose has no knowledge tokens and only full attention.")
+    if config.decoder == "classic" and config.decoder_channels != 256:
+        raise ValueError(f"transformers' classic decoder has 256 channels, this model has {config.decoder_channels}.")
     layout = config.layouts[head]
     backbone = VitPoseBackboneConfig(
         image_size=list(config.image_size), patch_size=[config.patch_size] * 2, num_channels=config.num_channels,

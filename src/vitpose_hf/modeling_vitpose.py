@@ -385,22 +385,24 @@ class VitPosePreTrainedModel(PreTrainedModel):
     def resolve_dataset_index(self, dataset_index, batch_size: int, device: torch.device) -> torch.Tensor:
         """Accept an int, a dataset name, a sequence of either, or a (B,) tensor; validate against the heads."""
         num_heads = len(self.config.keypoint_heads)
+        # A single head serves every expert (e.g. transformers' ViTPose+ checkpoints keep only the COCO head).
+        num_indices = self.config.num_experts if num_heads == 1 else num_heads
         if dataset_index is None:
             return torch.zeros(batch_size, dtype=torch.long, device=device)
-        if isinstance(dataset_index, (int, str)):
-            return torch.full((batch_size,), self.config.dataset_index(dataset_index), dtype=torch.long, device=device)
+        if isinstance(dataset_index, str):
+            dataset_index = self.config.dataset_index(dataset_index)
         if isinstance(dataset_index, (list, tuple)):
-            dataset_index = torch.tensor([self.config.dataset_index(d) for d in dataset_index], dtype=torch.long)
+            dataset_index = [self.config.dataset_index(d) if isinstance(d, str) else d for d in dataset_index]
         dataset_index = torch.as_tensor(dataset_index, device=device).long().reshape(-1)
         if dataset_index.numel() == 1 and batch_size != 1:
             dataset_index = dataset_index.expand(batch_size)
         if dataset_index.numel() != batch_size:
             raise ValueError(f"dataset_index has {dataset_index.numel()} entries for a batch of {batch_size}.")
-        bad = (dataset_index < 0) | (dataset_index >= num_heads)
+        bad = (dataset_index < 0) | (dataset_index >= num_indices)
         if bool(bad.any()):
             raise ValueError(
                 f"dataset_index {dataset_index[bad][0].item()} is out of range: this model has {num_heads} heads "
-                f"({self.config.head_names})."
+                f"({self.config.head_names}) and {self.config.num_experts} experts."
             )
         return dataset_index
 
@@ -471,6 +473,8 @@ class VitPoseModel(VitPosePreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     def decode_heads(self, features: torch.Tensor, groups: list[tuple[int, torch.Tensor | None]]) -> torch.Tensor:
+        if len(self.heads) == 1:
+            return self.heads[0](features)
         if len(groups) == 1:
             return self.heads[groups[0][0]](features)
         max_k = max(self.heads[head].final_layer.out_channels for head, _ in groups)
@@ -484,7 +488,7 @@ class VitPoseModel(VitPosePreTrainedModel):
 
     def num_keypoints_per_sample(self, dataset_index: torch.Tensor) -> torch.Tensor:
         counts = torch.tensor([head.final_layer.out_channels for head in self.heads], device=dataset_index.device)
-        return counts[dataset_index]
+        return counts[dataset_index] if len(self.heads) > 1 else counts.expand(dataset_index.shape[0])
 
     def compute_loss(
         self, heatmaps: torch.Tensor, labels: torch.Tensor, target_weight: torch.Tensor | None,

@@ -1,0 +1,107 @@
+"""Registration with transformers, trust_remote_code loading, and weights shared with transformers' built-in ViTPose."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    AutoModel,
+    AutoModelForPoseEstimation,
+    VitPoseBackboneConfig,
+    VitPoseForPoseEstimation,
+)
+from transformers import VitPoseConfig as BuiltinConfig
+
+from conftest import tiny_config_kwargs
+from test_modeling import randomize
+from vitpose_hf import VitPoseBackbone, VitPoseConfig, VitPoseModel, export_to_transformers
+
+
+def test_auto_classes_resolve_to_ours(tmp_path):
+    VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is VitPoseConfig
+    assert type(AutoModel.from_pretrained(tmp_path)) is VitPoseModel
+    assert type(AutoModelForPoseEstimation.from_pretrained(tmp_path)) is VitPoseModel
+    # AutoBackbone.from_pretrained asks the Hub whether a repo exists even for local folders, so go through the config.
+    assert type(AutoBackbone.from_config(AutoConfig.from_pretrained(tmp_path))) is VitPoseBackbone
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "vitpose_hf"
+    assert saved["auto_map"]["AutoModel"].endswith("VitPoseModel")
+    assert (tmp_path / "model.safetensors").exists()
+
+
+def builtin_model(simple: bool, experts: int = 1) -> VitPoseForPoseEstimation:
+    backbone = VitPoseBackboneConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_experts=experts, part_features=8,
+        out_indices=[2],
+    )
+    labels = dict(enumerate(VitPoseConfig().keypoint_heads[0]["keypoints"]))
+    config = BuiltinConfig(backbone_config=backbone, use_simple_decoder=simple, id2label=labels)
+    return randomize(VitPoseForPoseEstimation(config)).eval()
+
+
+def test_importing_leaves_stock_vitpose_alone(tmp_path):
+    builtin_model(simple=True).save_pretrained(tmp_path)
+    assert type(AutoModelForPoseEstimation.from_pretrained(tmp_path)) is VitPoseForPoseEstimation
+    assert type(AutoConfig.from_pretrained(tmp_path)) is BuiltinConfig
+
+
+@pytest.mark.parametrize("simple,experts", [(True, 1), (False, 1), (False, 3)])
+def test_loads_builtin_checkpoints(tmp_path, simple, experts):
+    reference = builtin_model(simple, experts)
+    reference.save_pretrained(tmp_path)
+    ours = VitPoseModel.from_pretrained(tmp_path).eval()
+    assert ours.config.decoder == ("simple" if simple else "classic")
+    assert ours.config.head_names == ["coco"] and ours.config.num_experts == experts
+    pixels = torch.randn(2, 3, 256, 192)
+    for dataset in range(experts):
+        index = torch.full((2,), dataset)
+        expected = reference(pixels, dataset_index=index).heatmaps
+        assert torch.max(torch.abs(ours(pixels, dataset_index=index).heatmaps - expected)) <= 1e-4
+
+
+@pytest.mark.parametrize("decoder,experts", [("simple", 1), ("classic", 1), ("classic", 3)])
+def test_exports_to_builtin(tmp_path, decoder, experts):
+    heads = ["coco", "aic", "mpii"] if experts > 1 else ["coco"]
+    config = VitPoseConfig(
+        **tiny_config_kwargs(decoder=decoder, num_experts=experts, part_features=8, keypoint_heads=heads, decoder_channels=256)
+    )
+    ours = randomize(VitPoseModel(config)).eval()
+    export_to_transformers(ours, tmp_path)
+    stock = AutoModelForPoseEstimation.from_pretrained(tmp_path).eval()
+    assert type(stock) is VitPoseForPoseEstimation
+    pixels = torch.randn(2, 3, 256, 192)
+    for dataset in range(experts):  # the exported COCO head, behind each expert
+        index = torch.full((2,), dataset)
+        expected = ours.heads[0](ours.vit(pixels, ours.expert_groups(index)).feature_maps)
+        assert torch.max(torch.abs(stock(pixels, dataset_index=index).heatmaps - expected)) <= 1e-4
+
+
+def test_export_refuses_what_the_builtin_cannot_hold(tmp_path):
+    model = VitPoseModel(VitPoseConfig(**tiny_config_kwargs(patch_stride=8)))
+    with pytest.raises(ValueError, match="stride 16"):
+        export_to_transformers(model, tmp_path / "out")
+
+
+def test_trust_remote_code_without_the_package(tmp_path):
+    model = randomize(VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).eval())
+    model.save_pretrained(tmp_path)
+    pixels = torch.randn(1, 3, 256, 192)
+    torch.save(pixels, tmp_path / "pixels.pt")
+    expected = model(pixels).heatmaps
+    script = f"""
+import sys, torch
+from transformers import AutoModel
+model = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+assert "vitpose_hf" not in sys.modules, "the package was imported"
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+out = model(torch.load({str(tmp_path / 'pixels.pt')!r})).heatmaps
+torch.save(out, {str(tmp_path / 'out.pt')!r})
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.allclose(torch.load(tmp_path / "out.pt"), expected, atol=1e-6)
