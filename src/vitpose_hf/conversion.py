@@ -6,7 +6,6 @@ exporting, checkpoint conversion and training initialisation.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib
 import json
@@ -628,18 +627,19 @@ def split_dataset_expert(model_or_state, config: VitPoseConfig | None = None, da
         if key.startswith("heads."):
             head, rest = key[len("heads."):].split(".", 1)
             if int(head) == index:
-                out[f"heads.0.{rest}"] = value
+                out[f"heads.0.{rest}"] = value.clone()  # the split model shares no storage with its source
             continue
         match = re.fullmatch(r"(vit\.layers\.\d+\.mlp\.)(fc2|experts\.(\d+))\.(weight|bias)", key)
         if match is None:
-            out[key] = value
+            out[key] = value.clone()
         elif match.group(2) == "fc2":
             if config.num_experts > 1:
                 expert = state[f"{match.group(1)}experts.{index}.{match.group(4)}"]
                 value = torch.cat([value, expert], dim=0)
-            out[key] = value
-    model = VitPoseModel(new_config)
-    model.load_state_dict(out, strict=True)
+            out[key] = value.clone() if config.num_experts == 1 else value
+    with torch.device("meta"):  # every weight comes from `out`: no random initialisation of a huge model
+        model = VitPoseModel(new_config)
+    model.load_state_dict(out, strict=True, assign=True)
     return model.eval()
 
 
@@ -707,6 +707,20 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _structure_hint(state_dict: dict[str, torch.Tensor]) -> str:
+    """What the checkpoint itself looks like, to help choose the right variant."""
+    info = original_architecture(state_dict)
+    try:
+        variant = f": variant {infer_variant(state_dict)!r} (try --variant auto)"
+    except OriginalCheckpointError:
+        variant = ""
+    experts = f"{info['num_experts']} experts, " if info["num_experts"] > 1 else ""
+    return (
+        f"The checkpoint has hidden size {info['hidden_size']}, {info['num_hidden_layers']} blocks, {experts}"
+        f"{info['num_heads']} head(s) with {info['num_keypoints']} keypoints and a {info['decoder']} decoder{variant}."
+    )
+
+
 def build_model_from_original(state_dict: dict[str, torch.Tensor], config: VitPoseConfig):
     """A VitPoseModel holding the converted weights (strict: every weight must come from the checkpoint).
 
@@ -727,9 +741,7 @@ def build_model_from_original(state_dict: dict[str, torch.Tensor], config: VitPo
 def _image_processor(config: VitPoseConfig):
     """The processor saved beside the weights (imported lazily: it is not needed to load or run the model)."""
     module = importlib.import_module(".image_processing_vitpose", __package__)
-    return module.VitPoseImageProcessor.from_model_config(config) if hasattr(
-        module.VitPoseImageProcessor, "from_model_config") else module.VitPoseImageProcessor(
-        size={"height": config.image_size[0], "width": config.image_size[1]})
+    return module.VitPoseImageProcessor.from_model_config(config)
 
 
 def render_model_card(
@@ -809,7 +821,7 @@ def convert_original_checkpoint(
     dry_run: bool = False,
     config_overrides: dict[str, Any] | None = None,
     verify_image: str | os.PathLike | None = None,
-    expected_keypoints: dict[str, Any] | None = None,
+    published_keypoints: dict[str, dict[str, Any]] | None = None,
     private: bool = False,
     token: str | None = None,
     model_card_dir: str | os.PathLike | None = None,
@@ -827,8 +839,10 @@ def convert_original_checkpoint(
         overwrite: replace a non-empty `output_dir`.
         split_dataset: write a dense single-head model for this dataset (name or index) instead of all heads.
         verify: compare the converted model with an independent original-layout forward on random inputs (all heads,
-            a mixed-dataset batch, the split model) and, given `verify_image` and `expected_keypoints`, with published
-            keypoints on that image.
+            a mixed-dataset batch, the split model) and, given `verify_image` and published values for the variant,
+            with the published keypoints on that image.
+        published_keypoints: variant -> {"boxes", "dataset", "keypoints": [(person, keypoint, x, y, score)]}, the
+            values published for `verify_image` (see scripts/convert_original_checkpoint.py).
         push_to_hub: repo id to create and upload the folder to.
         dry_run: convert and verify, build the folder in a temporary place, report the files that would be written
             and uploaded, then delete it; nothing is written to `output_dir` nor uploaded.
@@ -852,13 +866,7 @@ def convert_original_checkpoint(
     try:
         model, report = build_model_from_original(state_dict, config)
     except OriginalCheckpointError as error:
-        hint = ""
-        if variant != "auto":
-            try:
-                hint = f" The keys look like variant {infer_variant(state_dict)!r} (try --variant auto)."
-            except OriginalCheckpointError:
-                pass
-        raise OriginalCheckpointError(f"{source or 'checkpoint'}: {error}{hint}") from None
+        raise OriginalCheckpointError(f"{source or 'checkpoint'}: {error} {_structure_hint(state_dict)}") from None
     log(f"{len(report.converted)} weights converted; skipped: {report.skipped or 'none'}")
 
     verification: dict[str, Any] = {}
@@ -874,15 +882,17 @@ def convert_original_checkpoint(
             log(f"Split {dataset!r} vs the full model: max abs heatmap difference {verification['split']}")
         del full_model
     if verify:
-        if verify_image is not None and expected_keypoints:
+        expected = (published_keypoints or {}).get(name)
+        applies = expected is not None and (split_dataset is None or model.config.head_names[0] == expected["dataset"])
+        if not applies:
+            verification["published"] = f"not checked: no published reference values for {name} {model.config.head_names}"
+        elif verify_image is None:
+            verification["published"] = "not checked: needs the reference image (COCO val2017 000000000139.jpg)"
+        else:
             verification["published"] = checks.check_published_keypoints(
-                model, _image_processor(model.config), verify_image, expected_keypoints
+                model, _image_processor(model.config), verify_image, expected
             )
             log(f"Published reference values on {verify_image}: {verification['published']}")
-        else:
-            verification["published"] = (
-                "not checked: needs the reference image (COCO val2017 000000000139.jpg) and published values"
-            )
 
     folder_name = output.name if output is not None else name
     parent = output.parent if output is not None else Path(tempfile.gettempdir())
