@@ -22,6 +22,25 @@ MODEL_SIZES: dict[str, tuple[int, int, int, float, int]] = {
 MULTI_TASK_DATASETS = ("coco", "aic", "mpii")
 VITPOSE_PLUS_DATASETS = ("coco", "aic", "mpii", "ap10k", "apt36k", "wholebody")
 ATTENTION_TYPES = ("full", "window", "shift_window", "pool_window", "shift_pool_window")
+# Input (height, width) presets of the paper's Table 3 (224x224 aside); `image_size` also accepts these names.
+INPUT_RESOLUTIONS: dict[str, tuple[int, int]] = {
+    "256x192": (256, 192), "256x256": (256, 256), "384x288": (384, 288), "384x384": (384, 384), "576x432": (576, 432),
+}
+
+
+def parse_image_size(image_size: str | list[int] | tuple[int, ...]) -> tuple[int, int]:
+    """(height, width) from a pair or a "HEIGHTxWIDTH" string such as a key of `INPUT_RESOLUTIONS`."""
+    if isinstance(image_size, str):
+        parts = image_size.lower().split("x")
+        if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+            raise ValueError(
+                f"image_size {image_size!r} is not 'HEIGHTxWIDTH'; presets: {', '.join(INPUT_RESOLUTIONS)}."
+            )
+        return int(parts[0]), int(parts[1])
+    size = tuple(int(side) for side in image_size)
+    if len(size) != 2:
+        raise ValueError(f"image_size must be (height, width), got {image_size!r}.")
+    return size
 
 
 def _variant_kwargs() -> dict[str, dict[str, Any]]:
@@ -50,7 +69,8 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     head. `VitPoseConfig.from_variant("vitpose-plus-large")` gives the released variants.
 
     Args:
-        image_size: input (height, width) the position embeddings are laid out for; other sizes are interpolated.
+        image_size: input (height, width) the position embeddings are laid out for, or a preset name such as
+            "384x288" (`INPUT_RESOLUTIONS`); other input sizes are interpolated at run time.
         patch_size: side of the square patch-embedding kernel.
         patch_stride: stride of the patch embedding; 16 gives 1/16 feature maps, 8 the overlapping 1/8 variant.
         patch_padding: padding of the patch embedding; `None` uses the original's `4 + 2 * (ratio // 2 - 1)`.
@@ -58,7 +78,9 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         layer_norm_eps: 1e-6 as in the original (transformers' built-in ViTPose uses 1e-12).
         drop_path_rate: stochastic-depth rate of the last block; block i gets `i / (depth - 1)` of it.
         attention_dropout: dropout on attention probabilities (0 in every released model).
-        attention_type: per-layer attention, one of `ATTENTION_TYPES` or a list with one entry per layer.
+        attention_type: per-layer attention, one of `ATTENTION_TYPES` or a list with one entry per layer. A single
+            shifted type alternates as in Swin: even layers use unshifted windows, odd layers shifted ones; in a list,
+            each "shift_*" entry shifts. See `vitpose_hf.window_attention`.
         window_size: (height, width) of attention windows in tokens, for the window attention types.
         full_attention_interval: with window attention, every N-th layer (N, 2N, ...) uses full attention; 0 never.
         num_experts: >1 turns the MLPs into ViTPose+ mixtures: `fc2` keeps `hidden_size - part_features` outputs
@@ -108,7 +130,7 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     def __post_init__(self, **kwargs):
         out_indices = kwargs.pop("out_indices", None)
         out_features = kwargs.pop("out_features", None)
-        self.image_size = [int(s) for s in self.image_size]
+        self.image_size = list(parse_image_size(self.image_size))
         self.window_size = [int(s) for s in self.window_size]
         heads = self.keypoint_heads if self.keypoint_heads is not None else ["coco"]
         self.keypoint_heads = [get_layout(head).to_dict() for head in heads]
@@ -154,7 +176,7 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         for layer_type in self.layer_attention_types:
             if layer_type not in ATTENTION_TYPES:
                 raise ValueError(f"attention_type {layer_type!r} is not one of {ATTENTION_TYPES}.")
-        if isinstance(self.attention_type, list) and len(self.attention_type) != self.num_hidden_layers:
+        if isinstance(self.attention_type, (list, tuple)) and len(self.attention_type) != self.num_hidden_layers:
             raise ValueError(
                 f"attention_type lists {len(self.attention_type)} layers, the model has {self.num_hidden_layers}."
             )
@@ -188,10 +210,11 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
 
     @property
     def layer_attention_types(self) -> list[str]:
-        if isinstance(self.attention_type, list):
+        if isinstance(self.attention_type, (list, tuple)):
             types = list(self.attention_type)
         else:
-            types = [self.attention_type] * self.num_hidden_layers
+            unshifted = self.attention_type.replace("shift_", "")
+            types = [self.attention_type if i % 2 else unshifted for i in range(self.num_hidden_layers)]
         if self.full_attention_interval > 0:
             types = [
                 "full" if (i + 1) % self.full_attention_interval == 0 else t for i, t in enumerate(types)
@@ -235,4 +258,4 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         return cls(**kwargs)
 
 
-__all__ = ["VitPoseConfig", "VARIANTS", "MODEL_SIZES"]
+__all__ = ["VitPoseConfig", "VARIANTS", "MODEL_SIZES", "INPUT_RESOLUTIONS", "parse_image_size"]
