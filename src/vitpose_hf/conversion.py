@@ -399,6 +399,7 @@ def convert_original_state_dict(
     expected = expected_state_shapes(config)
     report = OriginalConversionReport()
     out: dict[str, torch.Tensor] = {}
+    misfits: set[str] = set()  # our keys whose source is mis-shaped: reported once, as mis-shaped
     for key, value in state_dict.items():
         if key in ORIGINAL_SKIPPED_KEYS:
             report.skipped[key] = ORIGINAL_SKIPPED_KEYS[key]
@@ -412,14 +413,16 @@ def convert_original_state_dict(
             value, note, want = _fold_position_embeddings(value, config, want, source_image_size)
             if note is None:
                 report.mismatched[key] = (list(state_dict[key].shape), list(want))
+                misfits.add(ours)
                 continue
             report.transformed[key] = note
         elif tuple(value.shape) != want:
             report.mismatched[key] = (list(value.shape), list(want))
+            misfits.add(ours)
             continue
         out[ours] = value
         report.converted[key] = ours
-    report.missing = sorted(set(expected) - set(out))
+    report.missing = sorted(set(expected) - set(out) - misfits)
     if strict and not report.ok:
         raise OriginalCheckpointError(f"The original checkpoint does not fit this {_describe(config)}: {report.problems()}")
     return out, report
