@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-DEMO_IMAGE = ASSETS_DIR / "demo.png"
+DEMO_IMAGE = ASSETS_DIR / "demo.jpg"
 DEMO_BOXES = ASSETS_DIR / "demo_boxes.json"
 
 
@@ -102,13 +103,30 @@ def build_pipeline(model: str | None, device: str | None, batch_size: int):
     from transformers import pipeline
 
     import vitpose_hf  # noqa: F401  (registers the task)
-    from vitpose_hf.pipeline import KeypointDetectionPipeline
+    from vitpose_hf.pipeline import KeypointDetectionPipeline, default_model_path
 
     # pipeline_class: a folder written by pipe.save_pretrained loads with the installed code, no trust_remote_code.
     return pipeline(
-        "keypoint-detection", model=model, device=device, batch_size=batch_size,
-        pipeline_class=KeypointDetectionPipeline,
+        "keypoint-detection", model=model if model is not None else default_model_path(), device=device,
+        batch_size=batch_size, pipeline_class=KeypointDetectionPipeline,
     )
+
+
+def results_json(image: str, width: int, height: int, people: list[dict]) -> str:
+    """The JSON written per image: coordinates rounded to 0.01 pixel, one person per line."""
+    rounded = []
+    for person in people:
+        rounded.append({
+            "keypoints": [[round(float(x), 2), round(float(y), 2)] for x, y in person["keypoints"]],
+            "scores": [round(float(v), 4) for v in person["scores"]],
+            "labels": list(person["labels"]),
+            "bbox": [round(float(v), 2) for v in person["bbox"]],
+            "box_score": round(float(person["box_score"]), 4),
+        })
+    head = json.dumps({"image": image, "width": width, "height": height})[:-1]
+    lines = ",\n  ".join(json.dumps(person) for person in rounded)
+    return f'{head}, "people": [\n  {lines}\n]}}\n' if rounded else f'{head}, "people": []}}\n'
+
 
 
 def predict(
@@ -137,10 +155,9 @@ def predict(
         drawn = draw_pose(image, people, pose.model.config, threshold=draw_threshold, dataset=dataset)
         png, record = output_dir / f"{stem}.png", output_dir / f"{stem}.json"
         drawn.save(png)
-        record.write_text(json.dumps(
-            {"image": str(image_path), "width": image.width, "height": image.height, "people": people}, indent=1
-        ))
-        written.append({"image": str(image_path), "png": str(png), "json": str(record), "people": len(people)})
+        record.write_text(results_json(str(image_path), image.width, image.height, people))
+        written.append({"image": str(image_path), "png": str(png), "json": str(record), "people": len(people),
+                        "model": pose.model.name_or_path})
         if write_coco_results:
             all_results.extend(coco_results(people, coco_image_id(str(image_path), index)))
     if write_coco_results:
@@ -185,28 +202,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"vitpose-hf: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.command == "demo":
-            written = demo(args.output_dir, model=args.model, device=args.device)
-        else:
-            boxes = load_boxes_file(args.boxes, args.images) if args.boxes else None
-            written = predict(
-                args.images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
-                detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
-                dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,
-                device=args.device, batch_size=args.batch_size,
-            )
-    except (FileNotFoundError, ValueError, TypeError) as error:
-        print(f"vitpose-hf {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # weight-loading bars would drown the few lines printed here
+    with warnings.catch_warnings():  # restores the warning display afterwards
+        warnings.showwarning = _show_warning
+        try:
+            written = _run(args)
+        except (FileNotFoundError, ValueError, TypeError) as error:
+            print(f"vitpose-hf {args.command}: error: {error}", file=sys.stderr)
+            return 2
+    if written and "model" in written[0]:
+        print(f"model: {written[0]['model']}")
     for entry in written:
         if "coco_results" in entry:
             print(f"{entry['coco_results']}: {entry['people']} people in COCO results format")
         else:
             print(f"{entry['image']}: {entry['people']} people -> {entry['png']}, {entry['json']}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> list[dict]:
+    if args.command == "demo":
+        return demo(args.output_dir, model=args.model, device=args.device)
+    boxes = load_boxes_file(args.boxes, args.images) if args.boxes else None
+    return predict(
+        args.images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
+        detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
+        dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,
+        device=args.device, batch_size=args.batch_size,
+    )
 
 
 if __name__ == "__main__":
