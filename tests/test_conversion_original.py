@@ -657,3 +657,12 @@ def test_output_folder_holds_the_processor_config_and_the_published_table_is_wel
     for spec in table.values():
         assert len(spec["boxes"]) == 2 and spec["dataset"] == "coco"
         assert all(len(entry) == 5 and 0 < entry[4] < 1 for entry in spec["keypoints"])
+
+
+def test_multi_task_heads_at_an_unreleased_size_are_not_called_the_base_release():
+    with torch.device("meta"):
+        model = OriginalTopDown(["coco", "aic", "mpii"], dim=1024, depth=24, num_heads=16, channels=256, tokens=(16, 12))
+    with pytest.raises(OriginalCheckpointError, match="vitpose-large-coco-aic-mpii"):
+        infer_variant(model.state_dict())
+    config = original_config(model.state_dict(), "auto")
+    assert (config.hidden_size, config.num_attention_heads, config.head_names) == (1024, 16, ["coco", "aic", "mpii"])

@@ -513,7 +513,7 @@ def _variant_family(info: dict[str, Any], size: str) -> str:
     if info["num_experts"] > 1:
         return f"vitpose-plus-{size}"
     if info["num_heads"] == len(VARIANTS["vitpose-base-coco-aic-mpii"]["keypoint_heads"]):
-        return "vitpose-base-coco-aic-mpii"
+        return f"vitpose-{size}-coco-aic-mpii"
     if info["num_heads"] == 1:
         return f"vitpose-{size}" + ("-simple" if info["decoder"] == "simple" else "")
     raise OriginalCheckpointError(
@@ -538,6 +538,13 @@ def infer_variant(state_dict: dict[str, torch.Tensor]) -> str:
     return name
 
 
+def _auto_variant_name(state_dict: dict[str, torch.Tensor]) -> str:
+    """The released variant the checkpoint is, else the one whose structure (and model card) it shares."""
+    info = original_architecture(state_dict)
+    name = _variant_family(info, _released_size(info["hidden_size"], info["num_hidden_layers"]) or "base")
+    return name if name in VARIANTS else _variant_family(info, "base")
+
+
 def original_config(state_dict: dict[str, torch.Tensor], variant: str = "auto", **overrides: Any) -> VitPoseConfig:
     """The config to convert an original checkpoint into.
 
@@ -558,6 +565,8 @@ def original_config(state_dict: dict[str, torch.Tensor], variant: str = "auto", 
             "(--num-attention-heads)."
         )
     template = _variant_family(info, size or "base")
+    if template not in VARIANTS:  # e.g. a ViT-L with the three multi-task heads: the base variant's structure
+        template = _variant_family(info, "base")
     inferred = {
         key: info[key] for key in ("hidden_size", "num_hidden_layers", "patch_size", "num_channels", "qkv_bias",
                                    "mlp_ratio", "num_experts", "part_features", "decoder", "decoder_channels")
@@ -861,10 +870,7 @@ def convert_original_checkpoint(
     state_dict = load_original_checkpoint(source) if source is not None else unwrap_original_state_dict(checkpoint)
     original_architecture(state_dict)
     config = original_config(state_dict, variant, **(config_overrides or {}))
-    name = variant if variant != "auto" else _variant_family(
-        original_architecture(state_dict),
-        _released_size(config.hidden_size, config.num_hidden_layers) or "base",
-    )
+    name = variant if variant != "auto" else _auto_variant_name(state_dict)
     log(f"Converting {source or 'state dict'} as {name}: {_describe(config)}")
     try:
         model, report = build_model_from_original(state_dict, config)
