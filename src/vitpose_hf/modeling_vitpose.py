@@ -24,6 +24,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
 from .configuration_vitpose import VitPoseConfig
+from .window_attention import window_self_attention
 
 
 @dataclass
@@ -191,13 +192,22 @@ class VitPoseAttention(nn.Module):
         batch, tokens, width = hidden_states.shape
         qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)
+        output, weights = self.attend_heads(query, key, value, attention_mask, output_attentions)
+        return self.proj(output.reshape(batch, tokens, width)), weights
+
+    def attend_heads(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, heads, Tq, d) queries over (B, heads, Tk, d) keys and values -> (B, Tq, heads, d), weights or None."""
         implementation = "eager" if output_attentions else self.config._attn_implementation
+        if attention_mask is not None and implementation not in ("eager", "sdpa"):
+            implementation = "sdpa"  # flash kernels take padding masks only; window masks need sdpa
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-        output, weights = attention(
+        return attention(
             self, query, key, value, attention_mask, scaling=self.scaling,
             dropout=self.config.attention_dropout if self.training else 0.0,
         )
-        return self.proj(output.reshape(batch, tokens, width)), weights
 
 
 class VitPoseMLP(nn.Module):
@@ -252,9 +262,9 @@ class VitPoseLayer(GradientCheckpointingLayer):
     def attend(
         self, hidden_states: torch.Tensor, grid: tuple[int, int], output_attentions: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.attention_type != "full":
-            raise NotImplementedError(f"attention_type {self.attention_type!r} is not available yet.")
-        return self.attention(hidden_states, output_attentions=output_attentions)
+        if self.attention_type == "full":
+            return self.attention(hidden_states, output_attentions=output_attentions)
+        return window_self_attention(self.attention, hidden_states, grid, self.attention_type, output_attentions)
 
 
 class VitPoseEncoder(nn.Module):
