@@ -8,6 +8,7 @@ only computes the samples of its own dataset.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from transformers.modeling_outputs import BackboneOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
-from .configuration_vitpose import VitPoseConfig
+from .configuration_vitpose import INPUT_RESOLUTIONS, VitPoseConfig, parse_image_size
 from .window_attention import window_self_attention
 
 
@@ -104,6 +105,32 @@ def resize_position_embeddings(position_embeddings: torch.Tensor, old_grid: tupl
     return grid.to(position_embeddings.dtype).permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], dim)
 
 
+def stored_position_grid(num_positions: int, config: VitPoseConfig) -> tuple[int, int]:
+    """The token grid of a stored position embedding with `num_positions` slots, when it can be told for sure.
+
+    A state dict carries no grid, only a count; the grid is taken as the one with this model's aspect ratio or that
+    of an input-size preset at stride 16 or 8, and must be the only such candidate.
+    """
+    rows, cols = config.token_grid()
+    candidates = {
+        (r, num_positions // r) for r in range(1, num_positions + 1)
+        if num_positions % r == 0 and r * cols == (num_positions // r) * rows
+    }
+    probe = copy.copy(config)
+    probe.patch_padding = None  # the original's padding rule for each stride
+    for stride in (config.patch_size, config.patch_size // 2):
+        probe.patch_stride = stride
+        candidates |= {probe.token_grid(size) for size in INPUT_RESOLUTIONS.values()}
+    candidates = {grid for grid in candidates if grid[0] * grid[1] == num_positions}
+    if len(candidates) != 1:
+        raise ValueError(
+            f"Cannot tell the token grid of stored position embeddings with {num_positions} positions "
+            f"(candidates {sorted(candidates) or 'none'}) for a {rows}x{cols} model; load the checkpoint at its own "
+            "image_size and call `model.with_resolution(...)`, or use `from_pretrained(..., image_size=...)`."
+        )
+    return candidates.pop()
+
+
 class VitPoseEmbeddings(nn.Module):
     """Patch embedding plus position embedding (and optional knowledge tokens appended after them).
 
@@ -125,6 +152,17 @@ class VitPoseEmbeddings(nn.Module):
             self.knowledge_tokens = nn.Parameter(torch.zeros(1, config.num_knowledge_tokens, token_dim))
         else:
             self.knowledge_tokens = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Resample stored position embeddings of another input size or patch stride (bicubic) on `load_state_dict`."""
+        key = prefix + "position_embeddings"
+        stored = state_dict.get(key)
+        if stored is not None and stored.ndim == 3 and stored.shape[-1] == self.position_embeddings.shape[-1]:
+            if stored.shape[1] != self.position_embeddings.shape[1]:
+                state_dict[key] = resize_position_embeddings(
+                    stored, stored_position_grid(stored.shape[1], self.config), self.grid
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def knowledge_token_embeddings(self) -> torch.Tensor:
         """The knowledge tokens at this model's width.
@@ -416,17 +454,66 @@ class VitPosePreTrainedModel(PreTrainedModel):
             )
         return dataset_index
 
+    def with_resolution(
+        self, image_size: str | tuple[int, int] | None = None, patch_stride: int | None = None, strict: bool = True,
+    ) -> "VitPosePreTrainedModel":
+        """This model re-targeted to another input size and/or patch stride (paper Tables 3 and 4).
+
+        The position embeddings are resampled bicubically to the new token grid; every other weight carries over.
+        A classic decoder has one deconvolution per doubling from the feature map to the 1/4 heatmap, so changing the
+        stride changes its blocks: with `strict` that is an error naming them, otherwise they start fresh. Returns
+        `self` when nothing changes, else a new model.
+        """
+        config = copy.deepcopy(self.config)
+        if image_size is not None:
+            config.image_size = list(parse_image_size(image_size))
+        if patch_stride is not None and int(patch_stride) != config.patch_stride:
+            config.patch_stride, config.patch_padding = int(patch_stride), None  # the original's padding for it
+        config.validate_vitpose()
+        if (config.image_size, config.patch_stride) == (list(self.config.image_size), self.config.patch_stride):
+            return self
+        state = self.state_dict()
+        key = "vit.embeddings.position_embeddings"
+        state[key] = resize_position_embeddings(state[key], self.config.token_grid(), config.token_grid())
+        reference = state[key]
+        model = type(self)(config).to(device=reference.device, dtype=reference.dtype)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if strict and (missing or unexpected):
+            changes = ([f"new weights {sorted(missing)}"] if missing else []) + (
+                [f"dropped weights {sorted(unexpected)}"] if unexpected else []
+            )
+            raise ValueError(
+                f"patch_stride {self.config.patch_stride} -> {config.patch_stride} changes the {config.decoder} decoder "
+                f"({'; '.join(changes)}); pass strict=False to start it fresh, or load a VitPoseBackbone."
+            )
+        return model.train(self.training)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, strict: bool = True, **kwargs):
         """Load our checkpoints, or transformers' built-in "vitpose" ones (converted on the fly).
 
         With `strict` (default) any missing or unexpected weight is an error naming it, instead of the silent random
-        initialisation `PreTrainedModel.from_pretrained` would fall back to.
+        initialisation `PreTrainedModel.from_pretrained` would fall back to. `image_size` (e.g. "384x288") and
+        `patch_stride` may differ from the checkpoint's, also through a `config` (as `AutoModel` passes overrides):
+        the checkpoint loads at its own geometry, then `with_resolution` re-targets it.
         """
         from .conversion import is_transformers_vitpose_checkpoint, load_transformers_vitpose
 
+        geometry = {key: kwargs.pop(key) for key in ("image_size", "patch_stride") if key in kwargs}
         if is_transformers_vitpose_checkpoint(pretrained_model_name_or_path, **kwargs):
-            return load_transformers_vitpose(cls, pretrained_model_name_or_path, strict=strict, **kwargs)
+            model = load_transformers_vitpose(cls, pretrained_model_name_or_path, strict=strict, **kwargs)
+            return model.with_resolution(**geometry, strict=strict) if geometry else model
+        config = kwargs.get("config")
+        if isinstance(config, VitPoseConfig):
+            hub = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+            stored = VitPoseConfig.from_pretrained(
+                pretrained_model_name_or_path, **{k: kwargs[k] for k in hub if k in kwargs}
+            )
+            if (list(config.image_size), config.patch_stride) != (list(stored.image_size), stored.patch_stride):
+                geometry = {"image_size": config.image_size, "patch_stride": config.patch_stride, **geometry}
+                config = copy.deepcopy(config)
+                config.image_size, config.patch_stride = list(stored.image_size), stored.patch_stride
+                kwargs["config"] = config
         output_loading_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(
             pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
@@ -434,6 +521,8 @@ class VitPosePreTrainedModel(PreTrainedModel):
         problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
         if strict and problems:
             raise ValueError(f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__}: {problems}")
+        if geometry:
+            model = model.with_resolution(**geometry, strict=strict)
         return (model, info) if output_loading_info else model
 
 
