@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitpose_hf import VitPoseConfig, get_layout
+from vitpose_hf import KeypointLayout, VitPoseConfig, get_layout
 from vitpose_hf.visualization import draw_pose, limb_colors, resolve_skeleton, to_supervision_keypoints
 
 BLACK = (0, 0, 0)
@@ -76,3 +76,22 @@ def test_supervision_arrays():
 
     with pytest.raises(ValueError, match="Person 1 has 2 keypoints"):
         to_supervision_keypoints([people[0], _person([[1, 2], [3, 4]], [0.1, 0.2])])
+
+
+def test_threshold_filtered_people_are_put_back_at_their_layout_positions():
+    layout = KeypointLayout(name="tri", keypoints=("a", "b", "c"), skeleton=((0, 1), (1, 2), (0, 2)))
+    image = Image.new("RGB", (60, 60), BLACK)
+    full = [_person([[10, 10], [50, 10], [30, 50]], [0.9, 0.0, 0.8], bbox=[0, 0, 59, 59])]
+    full[0]["labels"] = ["a", "b", "c"]
+    filtered = [{"keypoints": [[10, 10], [30, 50]], "scores": [0.9, 0.8], "labels": ["a", "c"], "bbox": [0, 0, 59, 59]}]
+    expected = np.asarray(draw_pose(image, full, layout, threshold=0.5))
+    np.testing.assert_array_equal(np.asarray(draw_pose(image, filtered, layout, threshold=0.5)), expected)
+    assert tuple(expected[30, 20]) == limb_colors(3)[2]  # limb a-c is drawn
+
+    arrays = to_supervision_keypoints(filtered, layout)
+    np.testing.assert_array_equal(arrays["xy"][0], [[10, 10], [0, 0], [30, 50]])
+    np.testing.assert_allclose(arrays["confidence"][0], [0.9, 0.0, 0.8], rtol=1e-6)
+    assert to_supervision_keypoints([], layout)["xy"].shape == (0, 3, 2)
+
+    with pytest.raises(ValueError, match="keypoint 'd', which the skeleton's layout does not know"):
+        draw_pose(image, [{"keypoints": [[1, 1]], "scores": [1.0], "labels": ["d"]}], layout)

@@ -143,7 +143,9 @@ def _is_single_image(images: Any) -> bool:
 
 
 def split_boxes_per_image(boxes: Any, num_images: int, single: bool) -> list[np.ndarray | None]:
-    """One (N, 4) float array per image (None where not given). A single image may take its own box list directly."""
+    """One (N, 4) or (N, 5) float array per image (None where not given); a single image may take its box list
+    without the outer list. The pipeline's own check, not the processor's: it names the image in the whole call and
+    accepts a score column."""
     if boxes is None:
         return [None] * num_images
     if isinstance(boxes, torch.Tensor):
@@ -165,9 +167,7 @@ def split_boxes_per_image(boxes: Any, num_images: int, single: bool) -> list[np.
             raise ValueError(f"Boxes of image {index} are not lists of 4 numbers: {error}") from error
         if array.size == 0:
             array = array.reshape(0, 4)
-        if array.ndim == 1 and array.shape[0] == 4:
-            raise ValueError(f"Boxes of image {index} must be a list of boxes, got a single box {array.tolist()}.")
-        if array.ndim == 1 and array.shape[0] == 5:
+        if array.ndim == 1 and array.shape[0] in (4, 5):
             raise ValueError(f"Boxes of image {index} must be a list of boxes, got a single box {array.tolist()}.")
         if array.ndim != 2 or array.shape[1] not in (4, 5):
             raise ValueError(f"Boxes of image {index} must have shape (N, 4), or (N, 5) with scores, got {array.shape}.")
@@ -318,9 +318,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
 
     def __call__(self, images: Any, boxes: Any = None, **kwargs) -> list:
         """Pose estimation on one image (returns its list of people) or on many (a list of such lists)."""
-        if isinstance(images, collections.abc.Iterator) or (
-            torch.utils.data.Dataset is not None and isinstance(images, torch.utils.data.Dataset)
-        ):
+        if isinstance(images, (collections.abc.Iterator, torch.utils.data.Dataset)):
             if boxes is not None:
                 raise ValueError("boxes cannot be zipped with a generator or dataset of images; yield dicts instead.")
             return super().__call__(self._requests_from_stream(images), **kwargs)

@@ -34,22 +34,57 @@ def limb_colors(num_limbs: int) -> list[Color]:
 
 def resolve_skeleton(skeleton: SkeletonLike, dataset: int | str | None = None) -> list[tuple[int, int]]:
     """Skeleton edges from a layout, a model config (its `dataset` head) or a plain list of index pairs."""
+    return _skeleton_and_names(skeleton, dataset)[0]
+
+
+def _skeleton_and_names(skeleton: SkeletonLike, dataset: int | str | None) -> tuple[list[tuple[int, int]], list | None]:
     if isinstance(skeleton, VitPoseConfig):
         skeleton = skeleton.layout(dataset)
     if isinstance(skeleton, KeypointLayout):
-        return [tuple(edge) for edge in skeleton.skeleton]
+        return [tuple(edge) for edge in skeleton.skeleton], list(skeleton.keypoints)
     edges = []
     for index, edge in enumerate(skeleton):
         if len(edge) != 2:
             raise ValueError(f"Skeleton edge {index} must be a pair of keypoint indices, got {edge!r}.")
         edges.append((int(edge[0]), int(edge[1])))
-    return edges
+    return edges, None
 
 
 def _as_array(values: Any, dtype: type) -> np.ndarray:
     if hasattr(values, "detach"):  # a torch tensor, from return_tensors=True
         values = values.detach().cpu().numpy()
     return np.asarray(values, dtype=dtype)
+
+
+def full_pose(person: dict, names: Sequence[str] | None, index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A person's keypoints (K, 2) and scores (K,) in layout order.
+
+    Results filtered with a score `threshold` keep only some keypoints, named by `labels`: they are put back at their
+    layout positions, the missing ones with NaN coordinates and score -inf (never drawn, never confident).
+    """
+    keypoints = _as_array(person["keypoints"], np.float64).reshape(-1, 2)
+    scores = _as_array(person["scores"], np.float64).reshape(-1)
+    if len(scores) != len(keypoints):
+        raise ValueError(f"Person {index} has {len(keypoints)} keypoints but {len(scores)} scores.")
+    labels = person.get("labels")
+    if names is None or labels is None or list(labels) == list(names):
+        return keypoints, scores
+    labels = labels.tolist() if hasattr(labels, "tolist") else list(labels)
+    if len(labels) != len(keypoints):
+        raise ValueError(f"Person {index} has {len(keypoints)} keypoints but {len(labels)} labels.")
+    positions = []
+    for label in labels:
+        if isinstance(label, str):
+            if label not in names:
+                raise ValueError(f"Person {index} has keypoint {label!r}, which the skeleton's layout does not know.")
+            positions.append(names.index(label))
+        else:
+            positions.append(int(label))
+    full_keypoints = np.full((len(names), 2), np.nan)
+    full_scores = np.full(len(names), -np.inf)
+    full_keypoints[positions] = keypoints
+    full_scores[positions] = scores
+    return full_keypoints, full_scores
 
 
 def draw_pose(
@@ -71,7 +106,7 @@ def draw_pose(
         threshold: joints scoring below it are not drawn, nor are limbs touching them.
         radius, line_width: joint radius and limb width in pixels; by default they follow the image size.
     """
-    edges = resolve_skeleton(skeleton, dataset)
+    edges, names = _skeleton_and_names(skeleton, dataset)
     colors = limb_colors(len(edges))
     canvas = image.convert("RGB").copy()
     draw = ImageDraw.Draw(canvas)
@@ -80,10 +115,7 @@ def draw_pose(
     line_width = line_width if line_width is not None else max(1, round(side / 240))
 
     for index, person in enumerate(people):
-        keypoints = _as_array(person["keypoints"], np.float64).reshape(-1, 2)
-        scores = _as_array(person["scores"], np.float64).reshape(-1)
-        if len(scores) != len(keypoints):
-            raise ValueError(f"Person {index} has {len(keypoints)} keypoints but {len(scores)} scores.")
+        keypoints, scores = full_pose(person, names, index)
         num_keypoints = len(keypoints)
         visible = scores >= threshold
         joint_colors: dict[int, Color] = {}
@@ -109,31 +141,31 @@ def draw_pose(
     return canvas
 
 
-def to_supervision_keypoints(people: Sequence[dict]) -> dict[str, np.ndarray]:
+def to_supervision_keypoints(people: Sequence[dict], layout: KeypointLayout | None = None) -> dict[str, np.ndarray]:
     """One image's results as the arrays of `supervision.KeyPoints(**arrays)`.
 
     Returns `xy` (N, K, 2) float32, `confidence` (N, K) float32 and `class_id` (N,) int64 (0: every detection is a
-    person of the same keypoint layout). With nobody found, N is 0 (and K too).
+    person of the same keypoint layout). With nobody found, N is 0 (and K too, or the layout's K). Results filtered
+    by a score threshold need the `layout` to put their keypoints back in place; missing ones get xy 0, confidence 0.
     """
+    names = list(layout.keypoints) if layout is not None else None
     if len(people) == 0:
+        k = len(names) if names is not None else 0
         return {
-            "xy": np.zeros((0, 0, 2), dtype=np.float32),
-            "confidence": np.zeros((0, 0), dtype=np.float32),
+            "xy": np.zeros((0, k, 2), dtype=np.float32),
+            "confidence": np.zeros((0, k), dtype=np.float32),
             "class_id": np.zeros((0,), dtype=np.int64),
         }
-    xy = [_as_array(person["keypoints"], np.float32).reshape(-1, 2) for person in people]
-    confidence = [_as_array(person["scores"], np.float32).reshape(-1) for person in people]
-    for index, (points, scores) in enumerate(zip(xy, confidence)):
-        if len(points) != len(xy[0]) or len(scores) != len(points):
+    poses = [full_pose(person, names, index) for index, person in enumerate(people)]
+    for index, (points, _) in enumerate(poses):
+        if len(points) != len(poses[0][0]):
             raise ValueError(
-                f"Person {index} has {len(points)} keypoints and {len(scores)} scores; person 0 has {len(xy[0])} "
-                "keypoints. All people of one image must share a keypoint layout."
+                f"Person {index} has {len(points)} keypoints; person 0 has {len(poses[0][0])}. All people of one "
+                "image must share a keypoint layout (pass `layout` for threshold-filtered results)."
             )
-    return {
-        "xy": np.stack(xy),
-        "confidence": np.stack(confidence),
-        "class_id": np.zeros((len(people),), dtype=np.int64),
-    }
+    xy = np.stack([np.nan_to_num(points, nan=0.0) for points, _ in poses]).astype(np.float32)
+    confidence = np.stack([np.where(np.isfinite(scores), scores, 0.0) for _, scores in poses]).astype(np.float32)
+    return {"xy": xy, "confidence": confidence, "class_id": np.zeros((len(people),), dtype=np.int64)}
 
 
-__all__ = ["draw_pose", "limb_colors", "resolve_skeleton", "to_supervision_keypoints"]
+__all__ = ["draw_pose", "full_pose", "limb_colors", "resolve_skeleton", "to_supervision_keypoints"]
