@@ -135,3 +135,14 @@ def test_demo_runs_offline_as_a_command(tmp_path):
 def test_demo_with_another_model(tmp_path, model_dir):
     assert main(["demo", "--model", model_dir, "--output-dir", str(tmp_path / "d")]) == 0
     assert Path(tmp_path / "d" / "demo.png").is_file()
+
+
+def test_predict_with_a_detector_folder(model_dir, images, tmp_path):
+    from test_pipeline import tiny_detector
+
+    tiny_detector(finds_people=True).save_pretrained(tmp_path / "detector")
+    out = tmp_path / "out"
+    assert main(["predict", images[0], "--model", model_dir, "--detector", str(tmp_path / "detector"),
+                 "--output-dir", str(out)]) == 0
+    people = json.loads((out / "000000000139.json").read_text())["people"]
+    assert len(people) == 2 and people[0]["box_score"] > 0.99

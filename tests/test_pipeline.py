@@ -231,6 +231,13 @@ def test_detector_as_model_and_processor_pair(pose):
     assert len(people) == 2
 
 
+def test_detector_from_a_saved_folder(pose, tmp_path):
+    detector = tiny_detector(finds_people=True)
+    detector.save_pretrained(tmp_path / "detector")
+    people = pose(random_image(26), detector=str(tmp_path / "detector"))
+    assert len(people) == 2 and all(person["box_score"] > 0.99 for person in people)
+
+
 def test_detector_that_finds_nobody_gives_an_empty_list(pose):
     detector = tiny_detector(finds_people=False)
     assert pose(random_image(22), detector=detector) == []
