@@ -12,8 +12,11 @@ Top-down pose estimation: each person box becomes one crop, the crops of all ima
 coordinates by the image processor. Built on transformers' `ChunkPipeline`: one chunk per crop, so batching, datasets
 and generators behave as in every other pipeline.
 
-This module only imports sibling modules of the package (relative, flat), so that `pipe.save_pretrained` can copy it
-next to the model and the Hub copy loads with `trust_remote_code=True` where vitpose_hf is not installed.
+Sharing: `pose.save_pretrained(folder)` (or `pose.push_to_hub(repo)`) writes the model, the image processor, this
+code and a `custom_pipelines` entry in the config. Anyone then loads it with
+`pipeline("keypoint-detection", model=repo, trust_remote_code=True)`, vitpose_hf installed or not; with vitpose_hf
+installed, `pipeline_class=KeypointDetectionPipeline` uses the installed code instead. This module only imports sibling
+modules of the package (relative, flat) so that the copied files work on their own.
 """
 
 from __future__ import annotations
