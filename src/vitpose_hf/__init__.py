@@ -22,6 +22,9 @@ def _register() -> None:
     # save_pretrained then writes `auto_map` and copies the code, so Hub copies load with trust_remote_code=True.
     VitPoseConfig.register_for_auto_class()
     VitPoseModel.register_for_auto_class("AutoModel")
+    from .pipeline import register_pipeline
+
+    register_pipeline()  # pipeline("keypoint-detection"), defaulting to the embedded model
 
 
 _register()
