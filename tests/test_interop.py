@@ -105,3 +105,13 @@ torch.save(out, {str(tmp_path / 'out.pt')!r})
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.allclose(torch.load(tmp_path / "out.pt"), expected, atol=1e-6)
+
+
+def test_auto_image_processor_gives_ours(tmp_path):
+    from transformers import AutoImageProcessor
+
+    from vitpose_hf import VitPoseImageProcessor
+
+    VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
+    VitPoseImageProcessor().save_pretrained(tmp_path)
+    assert type(AutoImageProcessor.from_pretrained(tmp_path)) is VitPoseImageProcessor

@@ -1,15 +1,24 @@
 """ViTPose for the Hugging Face ecosystem.
 
-Importing the package registers the model type "vitpose_hf" with transformers' Auto classes (and, once available,
-the image processor and the "keypoint-detection" pipeline). transformers' own "vitpose" model type is untouched.
+Importing the package registers the model type "vitpose_hf" with transformers' Auto classes, our image processor
+with AutoImageProcessor, and the "keypoint-detection" pipeline. transformers' own "vitpose" model type is untouched.
 """
 
-from transformers import AutoBackbone, AutoConfig, AutoModel, AutoModelForKeypointDetection, AutoModelForPoseEstimation
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForKeypointDetection,
+    AutoModelForPoseEstimation,
+)
 
 from .configuration_vitpose import VARIANTS, VitPoseConfig
 from .conversion import export_to_transformers
+from .image_processing_vitpose import VitPoseImageProcessor
 from .keypoints import KEYPOINT_LAYOUTS, KeypointLayout, get_layout, register_layout
 from .modeling_vitpose import VitPoseBackbone, VitPoseEstimatorOutput, VitPoseModel
+from .pipeline import KeypointDetectionPipeline, register_pipeline
 
 __version__ = "0.1.0"
 
@@ -19,17 +28,22 @@ def _register() -> None:
     for auto_class in (AutoModel, AutoModelForPoseEstimation, AutoModelForKeypointDetection):
         auto_class.register(VitPoseConfig, VitPoseModel, exist_ok=True)
     AutoBackbone.register(VitPoseConfig, VitPoseBackbone, exist_ok=True)
+    # One class serves both backends: it warps with torch and needs no torchvision.
+    AutoImageProcessor.register(
+        VitPoseConfig, image_processor_classes={"pil": VitPoseImageProcessor, "torchvision": VitPoseImageProcessor},
+        exist_ok=True,
+    )
     # save_pretrained then writes `auto_map` and copies the code, so Hub copies load with trust_remote_code=True.
     VitPoseConfig.register_for_auto_class()
     VitPoseModel.register_for_auto_class("AutoModel")
-    from .pipeline import register_pipeline
-
+    VitPoseImageProcessor.register_for_auto_class("AutoImageProcessor")
     register_pipeline()  # pipeline("keypoint-detection"), defaulting to the embedded model
 
 
 _register()
 
 __all__ = [
-    "KEYPOINT_LAYOUTS", "KeypointLayout", "VARIANTS", "VitPoseBackbone", "VitPoseConfig", "VitPoseEstimatorOutput",
-    "VitPoseModel", "export_to_transformers", "get_layout", "register_layout",
+    "KEYPOINT_LAYOUTS", "KeypointDetectionPipeline", "KeypointLayout", "VARIANTS", "VitPoseBackbone", "VitPoseConfig",
+    "VitPoseEstimatorOutput", "VitPoseImageProcessor", "VitPoseModel", "export_to_transformers", "get_layout",
+    "register_layout",
 ]
