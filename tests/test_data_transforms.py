@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vitpose_hf.data import TopDownAugmentation, generate_synthetic_dataset, keypoint_colors, load_keypoint_samples
 from vitpose_hf.data.transforms import default_upper_body_ids, load_image
@@ -133,9 +134,10 @@ def test_evaluation_crop_is_the_image_processors_crop(samples):
     processor = VitPoseImageProcessor()
     for sample in samples[:3]:
         out = aug(sample)
-        image = load_image(sample["image_path"])
+        image = Image.open(sample["image_path"]).convert("RGB")
         expected = processor(image, boxes=[[sample["bbox"]]], return_tensors="pt")
-        torch.testing.assert_close(out["pixel_values"], expected["pixel_values"][0], atol=1e-5, rtol=0)
+        # Equal up to float32 rounding of the sampling grid (well under 1% of a grey level).
+        torch.testing.assert_close(out["pixel_values"], expected["pixel_values"][0], atol=2e-4, rtol=0)
         torch.testing.assert_close(out["box_center"], expected["box_centers"][0].float())
         torch.testing.assert_close(out["box_size"], expected["box_sizes"][0].float())
 

@@ -59,7 +59,7 @@ def load_image(path: str | Path, annotation_id: Any = None) -> np.ndarray:
     """An image file as an RGB uint8 (H, W, 3) array; errors name the file and the annotation."""
     try:
         with Image.open(path) as image:
-            return np.array(image.convert("RGB"))
+            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     except (OSError, ValueError) as error:
         raise OSError(f"Cannot read image {str(path)!r} (annotation id {annotation_id}): {error}") from error
 
@@ -165,9 +165,10 @@ class TopDownAugmentation:
         self, keypoints: np.ndarray, bbox: Sequence[float], image_width: int, rng: np.random.Generator | None
     ) -> AugmentationParams:
         """Draw one sample's crop box, flip and rotation (no randomness when `train` is False or `rng` is None)."""
-        center, size = box_to_center_scale(torch.tensor([list(bbox)], dtype=torch.float32), "xywh",
+        # float64 like the image processor's boxes, so that evaluation crops are bit-for-bit the same.
+        center, size = box_to_center_scale(torch.tensor([list(bbox)], dtype=torch.float64), "xywh",
                                            self.aspect_ratio, self.padding)
-        center, size = center[0].numpy().astype(np.float64), size[0].numpy().astype(np.float64)
+        center, size = center[0].numpy(), size[0].numpy()
         params = AugmentationParams(center=center, size=size)
         if not self.train or rng is None:
             return params
@@ -224,11 +225,11 @@ class TopDownAugmentation:
     def warp_matrix(self, params: AugmentationParams, image_width: int) -> np.ndarray:
         """(2, 3) matrix from original-image pixels to crop pixels, the flip included."""
         matrix = get_udp_warp_matrix(
-            torch.tensor(params.center[None], dtype=torch.float32),
-            torch.tensor(params.size[None], dtype=torch.float32),
-            torch.tensor([params.rotation], dtype=torch.float32),
+            torch.tensor(params.center[None], dtype=torch.float64),
+            torch.tensor(params.size[None], dtype=torch.float64),
+            torch.tensor([params.rotation], dtype=torch.float64),
             self.input_size,
-        )[0].numpy().astype(np.float64)
+        )[0].numpy()
         if params.flip:
             mirror = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
             matrix = matrix @ mirror
@@ -260,9 +261,7 @@ class TopDownAugmentation:
         params = self.sample_params(keypoints, sample["bbox"], width, rng)
         matrix = self.warp_matrix(params, width)
 
-        matrix_t = torch.from_numpy(matrix).to(torch.float32)
-        crop = warp_affine(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), matrix_t[None],
-                           self.input_size)[0]
+        crop = self.warp(image, matrix)
         # Normalising after the warp equals the image processor's normalise-while-warping (bilinear weights sum to
         # one, and the black border becomes the normalised value of black either way) and touches fewer pixels.
         pixel_values = torch.addcmul(-self._offset, crop, self._multiplier)
@@ -284,9 +283,30 @@ class TopDownAugmentation:
             "box_size": torch.from_numpy(params.size).to(torch.float32),
             "rotation": float(params.rotation),
             "flipped": bool(params.flip),
-            "affine": matrix_t,
+            "affine": torch.from_numpy(matrix).to(torch.float32),
             "keypoints": torch.from_numpy(np.concatenate([crop_xy, joints[:, 2:3]], axis=1)).to(torch.float32),
         }
+
+    def warp(self, image: np.ndarray, matrix: np.ndarray) -> torch.Tensor:
+        """Crop (3, H, W) float of an RGB uint8 image with `codec.warp_affine`, reading only the pixels it needs.
+
+        The crop's footprint in the image (plus the pixel bilinear interpolation reads beyond it) is cut out first
+        and the matrix shifted accordingly: the same crop as warping the whole image, at a cost set by the crop
+        instead of the image size.
+        """
+        height, width = image.shape[:2]
+        out_w, out_h = self.input_size
+        corners = np.array([[0, 0, 1], [out_w - 1, 0, 1], [0, out_h - 1, 1], [out_w - 1, out_h - 1, 1]], float)
+        inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+        footprint = corners @ inverse.T
+        x0, y0 = np.clip(np.floor(footprint.min(axis=0)).astype(int) - 1, 0, [width, height])
+        x1, y1 = np.clip(np.ceil(footprint.max(axis=0)).astype(int) + 2, 0, [width, height])
+        if x1 <= x0 or y1 <= y0:  # the crop lies wholly outside the image: all border
+            return torch.zeros(3, out_h, out_w)
+        region = torch.from_numpy(np.array(image[y0:y1, x0:x1])).permute(2, 0, 1)  # a small, writable copy
+        shifted = matrix.copy()
+        shifted[:, 2] += matrix[:, :2] @ np.array([x0, y0], dtype=np.float64)
+        return warp_affine(region, torch.from_numpy(shifted)[None], self.input_size)[0]
 
     def transform_batch(self, batch: dict[str, list]) -> dict[str, list]:
         """Column batch -> column batch: the function for `datasets.Dataset.with_transform`."""
