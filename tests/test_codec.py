@@ -241,6 +241,24 @@ def test_warp_affine_many_images_of_different_sizes():
         warp_affine(images, matrices, (24, 32))
 
 
+def test_warp_affine_border_value_and_value_transform_match_cv2():
+    image = smooth_image(100, 140, seed=4)
+    scale, shift = np.array([0.5, 2.0, -1.0], np.float32), np.array([3.0, -7.0, 100.0], np.float32)
+    border = [10.0, -20.0, 30.0]
+    boxes = torch.tensor([[60.0, 40.0, 50.0, 50.0], [-20.0, 70.0, 60.0, 60.0], [300.0, 300.0, 10.0, 10.0]])
+    center, size = box_to_center_scale(boxes)
+    matrices = get_udp_warp_matrix(center, size, torch.tensor([10.0, -30.0, 0.0]), (40, 56))
+    crops = warp_affine(torch.from_numpy(image).permute(2, 0, 1), matrices, (40, 56), border_value=border,
+                        scale=scale, shift=shift)
+    transformed = image * scale + shift
+    for i in range(3):
+        ref = cv2.warpAffine(transformed, matrices[i].numpy(), (40, 56), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        assert np.abs(crops[i].permute(1, 2, 0).numpy() - ref).max() < 6.0  # value range here is ~500
+        assert np.abs(crops[i].permute(1, 2, 0).numpy() - ref).mean() < 0.5
+    np.testing.assert_allclose(crops[2].numpy(), np.broadcast_to(np.array(border)[:, None, None], (3, 56, 40)))
+
+
 @pytest.mark.parametrize("shape", [(64, 48), (7, 5), (3, 2), (1, 4)])
 def test_gaussian_blur_matches_cv2(shape):
     rng = np.random.default_rng(2)

@@ -216,6 +216,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
 
     @property
     def aspect_ratio(self) -> float:
+        """Width / height of the crops: boxes are widened or heightened to it before cropping."""
         return self.size["width"] / self.size["height"]
 
     # Pre-processing ---------------------------------------------------------------------------------------------
@@ -398,10 +399,9 @@ class VitPoseImageProcessor(BaseImageProcessor):
         if len(all_boxes) != heatmaps.shape[0]:
             raise ValueError(f"Got heatmaps for {heatmaps.shape[0]} crops but {len(all_boxes)} boxes.")
 
-        size = self.size
-        center, box_size = box_to_center_scale(all_boxes, box_format, size["width"] / size["height"], self.padding)
+        center, box_size = box_to_center_scale(all_boxes, box_format, self.aspect_ratio, self.padding)
         codec = UDPHeatmapCodec(
-            input_size=(size["width"], size["height"]),
+            input_size=(self.size["width"], self.size["height"]),
             heatmap_size=(heatmaps.shape[-1], heatmaps.shape[-2]),
             blur_kernel_size=self.blur_kernel_size,
         )
