@@ -1,0 +1,35 @@
+"""Training ViTPose: the recipe (layer-wise lr decay, warmup then step decay), initialisation from any ViTPose or
+ViT checkpoint, multi-dataset heads, evaluation, checkpoint and resume. `scripts/train.py` is the entry point.
+
+Submodules are imported on first use, so importing one part does not pull in the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ConfigError": "config",
+    "TrainingConfig": "config",
+    "load_config": "config",
+    "load_training_config": "config",
+    "initialize_model": "initialization",
+    "layer_decay_parameter_groups": "optim",
+    "parameter_settings": "optim",
+    "apply_freeze": "optim",
+    "NonFiniteLossError": "trainer",
+    "train": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
