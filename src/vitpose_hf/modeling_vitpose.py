@@ -323,6 +323,22 @@ class VitPoseEncoder(nn.Module):
         output_hidden_states: bool = False, output_attentions: bool = False,
     ) -> VitPoseEncoderOutput:
         hidden_states, grid = self.embeddings(pixel_values)
+        hidden_states, all_hidden, all_attentions = self.encode_tokens(
+            hidden_states, expert_groups, grid, output_hidden_states, output_attentions
+        )
+        hidden_states = hidden_states[:, : grid[0] * grid[1]]  # knowledge tokens stop here
+        feature_maps = hidden_states.transpose(1, 2).reshape(hidden_states.shape[0], -1, grid[0], grid[1])
+        return VitPoseEncoderOutput(feature_maps=feature_maps, hidden_states=all_hidden, attentions=all_attentions)
+
+    def encode_tokens(
+        self, hidden_states: torch.Tensor, expert_groups: list[tuple[int, torch.Tensor | None]],
+        grid: tuple[int, int], output_hidden_states: bool = False, output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        """The blocks and the last LayerNorm over embedded tokens (B, T, C): (normed tokens, hidden states, attentions).
+
+        `forward` passes every token of the `grid`; MAE pre-training passes only the visible patches, which needs
+        full attention in every layer (windows are cut from the whole `grid`).
+        """
         all_hidden = [hidden_states] if output_hidden_states else None
         all_attentions = [] if output_attentions else None
         for layer in self.layers:
@@ -331,12 +347,10 @@ class VitPoseEncoder(nn.Module):
                 all_hidden.append(hidden_states)
             if output_attentions:
                 all_attentions.append(weights)
-        hidden_states = self.layernorm(hidden_states[:, : grid[0] * grid[1]])  # knowledge tokens stop here
-        feature_maps = hidden_states.transpose(1, 2).reshape(hidden_states.shape[0], -1, grid[0], grid[1])
-        return VitPoseEncoderOutput(
-            feature_maps=feature_maps,
-            hidden_states=tuple(all_hidden) if output_hidden_states else None,
-            attentions=tuple(all_attentions) if output_attentions else None,
+        return (
+            self.layernorm(hidden_states),
+            tuple(all_hidden) if output_hidden_states else None,
+            tuple(all_attentions) if output_attentions else None,
         )
 
 
