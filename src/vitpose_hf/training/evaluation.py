@@ -59,7 +59,9 @@ MPII_EXCLUDED_FROM_MEAN = (6, 7)  # pelvis, thorax
 # Inference -----------------------------------------------------------------------------------------------------
 
 
-def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: float = KEYPOINT_SCORE_THRESHOLD) -> np.ndarray:
+def rescore(
+    keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: float = KEYPOINT_SCORE_THRESHOLD
+) -> np.ndarray:
     """Person scores (N,) = box score x mean of the keypoint scores above `threshold` (0 when none is).
 
     Why: a detector box around no one still gets a pose; its keypoint confidences are what reveal it.
@@ -89,7 +91,9 @@ def _sample_boxes(samples: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.
                 f"{sample['bbox']!r} and {sample.get('score')!r}."
             ) from None
         if not (np.isfinite(boxes[i]).all() and boxes[i, 2] > 0 and boxes[i, 3] > 0):
-            raise ValueError(f"Sample {i} ({sample['image_path']!r}): bbox {boxes[i].tolist()} needs width, height > 0.")
+            raise ValueError(
+                f"Sample {i} ({sample['image_path']!r}): bbox {boxes[i].tolist()} needs width, height > 0."
+            )
     return boxes, scores
 
 
@@ -452,10 +456,14 @@ def pckh(
     visible = np.asarray(visible).astype(bool)
     head_sizes = np.asarray(head_sizes, dtype=np.float64).reshape(-1)
     if predictions.shape != ground_truth.shape or predictions.ndim != 3 or predictions.shape[-1] != 2:
-        raise ValueError(f"predictions {predictions.shape} and ground_truth {ground_truth.shape} must both be (N, K, 2).")
+        raise ValueError(
+            f"predictions {predictions.shape} and ground_truth {ground_truth.shape} must both be (N, K, 2)."
+        )
     n, k = predictions.shape[:2]
     if visible.shape != (n, k) or head_sizes.shape != (n,):
-        raise ValueError(f"visible must be ({n}, {k}) and head_sizes ({n},), got {visible.shape} and {head_sizes.shape}.")
+        raise ValueError(
+            f"visible must be ({n}, {k}) and head_sizes ({n},), got {visible.shape} and {head_sizes.shape}."
+        )
     bad = visible.any(axis=1) & ~(np.isfinite(head_sizes) & (head_sizes > 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
