@@ -42,6 +42,7 @@ from ..codec import box_to_center_scale
 from ..data.coco import load_keypoint_samples
 from ..data.converters import AnnotationError, aic_to_coco, mpii_to_coco
 from ..data.transforms import load_image
+from ..image_processing_vitpose import VitPoseImageProcessor
 from ..keypoints import KeypointLayout, get_layout
 
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -112,7 +113,7 @@ def _image_groups(per_image: dict[str, list[int]], batch_size: int) -> Iterator[
 
 
 def _heatmaps(
-    model: torch.nn.Module, processor: Any, pixel_values: torch.Tensor, dataset_index: int | str, num_keypoints: int,
+    model: torch.nn.Module, processor: VitPoseImageProcessor, pixel_values: torch.Tensor, dataset_index: int | str, num_keypoints: int,
     batch_size: int, flip_test: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Heatmaps of the crops (and of their mirrored copies), `batch_size` crops per forward."""
@@ -131,7 +132,7 @@ def _heatmaps(
 
 def predict_keypoints(
     model: torch.nn.Module,
-    processor: Any,
+    processor: VitPoseImageProcessor,
     samples: Sequence[Mapping[str, Any]],
     dataset_index: int | str = 0,
     batch_size: int = 32,
@@ -301,6 +302,9 @@ def oks_nms(
     sigmas = np.asarray(sigmas if sigmas is not None else get_layout("coco").oks_sigmas, dtype=np.float64)
     per_image: dict[int, list[int]] = {}
     for i, result in enumerate(results):
+        missing = [key for key in ("image_id", "keypoints", "score", "bbox") if key not in result]
+        if missing:
+            raise ValueError(f"Result {i} has no {missing} (OKS-NMS takes each person's area from its bbox).")
         per_image.setdefault(int(result["image_id"]), []).append(i)
     kept = []
     for indices in per_image.values():
@@ -520,7 +524,7 @@ def _ground_truth_for(annotation_file: str | Path, format: str) -> str | Path | 
 
 def evaluate_keypoint_dataset(
     model: torch.nn.Module,
-    processor: Any,
+    processor: VitPoseImageProcessor,
     annotation_file: str | Path,
     image_root: str | Path,
     layout: str | KeypointLayout | None = None,
@@ -590,8 +594,9 @@ def evaluate_keypoint_dataset(
     ids = np.asarray([s["annotation_id"] for s in samples], dtype=np.int64)
     if len(ids) and (ids.max() > len(boxes) or ids.min() < 1):
         raise ValueError(f"Head boxes ({len(boxes)}) do not cover annotation id {int(ids.max())} of {annotation_file}.")
-    truth = np.asarray([s["keypoints"] for s in samples], dtype=np.float64).reshape(len(samples), -1, 3)
-    predicted = np.asarray([r["keypoints"] for r in results], dtype=np.float64).reshape(len(samples), -1, 3)
+    shape = (len(samples), layout.num_keypoints, 3)
+    truth = np.asarray([s["keypoints"] for s in samples], dtype=np.float64).reshape(shape)
+    predicted = np.asarray([r["keypoints"] for r in results], dtype=np.float64).reshape(shape)
     sizes = mpii_head_sizes(boxes[ids - 1])
     out = pckh(predicted[..., :2], truth[..., :2], truth[..., 2] > 0, sizes, 0.5)
     out.pop("per_joint")
