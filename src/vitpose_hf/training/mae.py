@@ -1,0 +1,773 @@
+"""MAE pre-training of the ViTPose backbone on person crops (paper section 3.3, Table 2), behind
+`scripts/pretrain_mae.py`.
+
+The paper pre-trains ViTPose-B with MAE on person crops of COCO + AI Challenger only (1,600 epochs, 75% masking) and
+matches ImageNet-1K pre-training. Here:
+
+- crops come from any COCO-format keypoint dataset through `vitpose_hf.data` (the pose box crop at the model's input
+  size; by default flip and a light scale jitter, no rotation or half-body);
+- each sample hides exactly `round(mask_ratio * N)` of its N patches (`random_masking`); the `VitPoseBackbone`
+  encodes only the visible ones (`VitPoseEncoder.encode_tokens`);
+- the decoder is transformers' `ViTMAEDecoder` (its blocks, mask token, sin-cos position embeddings and prediction
+  layer), only re-laid out for the non-square token grids of pose crops (`VitPoseMAEDecoder`); its class-token slot
+  gets the mean of the visible latents, since ViTPose has no class token;
+- the loss is the mean squared error of per-patch normalised pixels over the masked patches only
+  (`masked_patch_loss`); the target patch of each token is exactly the pixels its patch embedding sees
+  (`patchify`, which follows ViTPose's 2-pixel patch padding);
+- the result is a plain `VitPoseBackbone` folder (`final/`): `model.init_from: <it>` in a `scripts/train.py` recipe
+  starts a `VitPoseModel` from it; the decoder is dropped.
+
+Checkpoints, resume, NaN stop, the data order and the config checks are the training script's own
+(`vitpose_hf.training.trainer` and `.config`), so a resumed pre-training ends with the same weights as an
+uninterrupted one. The masks of a batch are a function of (seed, epoch, batch, process).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import ViTMAEConfig
+from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder, build_2d_sinusoidal_position_embedding
+from transformers.utils import ModelOutput
+
+from ..configuration_vitpose import VitPoseConfig
+from ..data.coco import load_keypoint_dataset
+from ..data.mixing import MixedDataset, collate_keypoints
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownAugmentation
+from ..image_processing_vitpose import VitPoseImageProcessor
+from ..modeling_vitpose import VitPoseBackbone
+from .config import ConfigError, DatasetSection, TrainingConfig, load_config, save_training_config
+from .initialization import initialize_model
+from .optim import layer_decay_parameter_groups
+from .trainer import (
+    NonFiniteLossError,
+    TrainingProgress,
+    build_train_data,
+    dataset_layout,
+    ensure_synthetic_data,
+    resolve_checkpoint,
+    save_checkpoint,
+    set_train_mode,
+)
+
+logger = logging.getLogger(__name__)
+
+# Person crops for MAE: the pose crop with flip and a light scale jitter; no rotation, no half-body.
+MAE_AUGMENTATION: dict[str, Any] = {"rotation_prob": 0.0, "half_body_prob": 0.0, "scale_factor": 0.25}
+
+
+# Configuration ----------------------------------------------------------------------------------------------------
+@dataclass
+class MAEModelSection:
+    """Args:
+        variant: a `VitPoseConfig.from_variant` name; the backbone to pre-train.
+        config_overrides: `VitPoseConfig` fields on top of the variant (sizes, image_size, drop_path_rate).
+        init_from: continue from these backbone weights (anything `initialize_model` reads) instead of MAE's
+            initialisation.
+    """
+
+    variant: str = "vitpose-base"
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+
+
+@dataclass
+class MAESection:
+    """MAE's settings; the defaults are the paper's (ViTMAEConfig's decoder, normalised-pixel loss).
+
+    fixed_position_embeddings: start the encoder's position embeddings as 2-D sin-cos and keep them fixed during
+        pre-training, as MAE does (they are learned again when the pose model is fine-tuned).
+    """
+
+    mask_ratio: float = 0.75
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 8
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
+    norm_pix_loss: bool = True
+    fixed_position_embeddings: bool = True
+
+
+@dataclass
+class MAEOptimizationSection:
+    """AdamW with linear warmup then cosine decay to `min_learning_rate` (MAE's recipe).
+
+    MAE's learning rate is `1.5e-4 * global_batch / 256`: 2.4e-3 at its batch of 4096.
+    """
+
+    learning_rate: float = 2.4e-3
+    min_learning_rate: float = 0.0
+    weight_decay: float = 0.05
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    max_grad_norm: float | None = None
+    warmup: float = 40
+    warmup_unit: str = "epochs"
+
+
+@dataclass
+class MAEPretrainingConfig:
+    """A whole MAE pre-training run. The run keys mean what they mean in `TrainingConfig`; `datasets` are the
+    training script's dataset sections (their validation split, when given, provides the evaluation crops);
+    `eval_samples` crops are reconstructed at each evaluation, the first `num_reconstruction_images` of them drawn."""
+
+    output_dir: str = "outputs/mae"
+    seed: int = 0
+    per_device_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    num_epochs: int | None = 1600
+    max_steps: int | None = None
+    samples_per_epoch: int | None = None
+    mixed_precision: str = "no"
+    num_workers: int = 2
+    logging_steps: int = 20
+    checkpointing_steps: int | None = 1000
+    checkpoints_total_limit: int | None = 2
+    eval_steps: int | None = None
+    eval_samples: int = 64
+    num_reconstruction_images: int = 8
+    report_to: str | None = None
+    push_to_hub: str | None = None
+    model: MAEModelSection = field(default_factory=MAEModelSection)
+    mae: MAESection = field(default_factory=MAESection)
+    datasets: list[DatasetSection] = field(default_factory=list)
+    optimization: MAEOptimizationSection = field(default_factory=MAEOptimizationSection)
+    augmentation: dict[str, Any] = field(default_factory=lambda: dict(MAE_AUGMENTATION))
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def run_checks(self) -> TrainingConfig:
+        """The run and dataset keys checked by the training script's own `TrainingConfig`."""
+        shared = ("output_dir", "seed", "per_device_batch_size", "gradient_accumulation_steps", "num_epochs",
+                  "max_steps", "samples_per_epoch", "mixed_precision", "logging_steps", "datasets")
+        return TrainingConfig(**{key: getattr(self, key) for key in shared})
+
+    def validate(self) -> None:
+        self.run_checks()
+        mae = self.mae
+        if not 0.0 < float(mae.mask_ratio) < 1.0:
+            raise ConfigError(f"mae.mask_ratio must lie strictly between 0 and 1, got {mae.mask_ratio}.")
+        for key in ("decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads",
+                    "decoder_intermediate_size"):
+            if int(getattr(mae, key)) < 1:
+                raise ConfigError(f"mae.{key} must be >= 1, got {getattr(mae, key)}.")
+        if mae.decoder_hidden_size % mae.decoder_num_attention_heads:
+            raise ConfigError(f"mae.decoder_hidden_size ({mae.decoder_hidden_size}) must be divisible by "
+                              f"mae.decoder_num_attention_heads ({mae.decoder_num_attention_heads}).")
+        if mae.decoder_hidden_size % 4:
+            raise ConfigError(f"mae.decoder_hidden_size must be a multiple of 4 (2-D sin-cos), got {mae.decoder_hidden_size}.")
+        opt = self.optimization
+        if opt.warmup_unit not in ("epochs", "steps"):
+            raise ConfigError(f"optimization.warmup_unit must be epochs or steps, got {opt.warmup_unit!r}.")
+        if opt.learning_rate <= 0 or opt.min_learning_rate < 0 or opt.warmup < 0:
+            raise ConfigError("optimization.learning_rate must be > 0, min_learning_rate and warmup >= 0.")
+        if self.eval_samples < 1 or self.num_reconstruction_images < 0:
+            raise ConfigError("eval_samples must be >= 1 and num_reconstruction_images >= 0.")
+
+    def check_paths(self) -> None:
+        self.run_checks().check_paths()
+
+
+def load_mae_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, dotted: list[str] | None = None
+) -> MAEPretrainingConfig:
+    """An MAE pre-training run from YAML (see `vitpose_hf.training.config.load_config`: unknown keys are errors)."""
+    return load_config(MAEPretrainingConfig, path, overrides, dotted)
+
+
+# Masking, patches and the loss --------------------------------------------------------------------------------------
+def num_masked_patches(num_patches: int, mask_ratio: float) -> int:
+    """How many of `num_patches` patches each sample hides: `round(mask_ratio * num_patches)`, at least one of each."""
+    if not 0.0 < mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must lie strictly between 0 and 1, got {mask_ratio}.")
+    masked = int(round(mask_ratio * num_patches))
+    if not 0 < masked < num_patches:
+        raise ValueError(
+            f"mask_ratio {mask_ratio} of {num_patches} patches leaves {num_patches - masked} visible and {masked} "
+            "masked; both must be at least one."
+        )
+    return masked
+
+
+def random_masking(noise: torch.Tensor, mask_ratio: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MAE's per-sample shuffle: the patches with the lowest noise stay visible.
+
+    Args:
+        noise: (B, N) values, one per patch (uniform draws in training).
+
+    Returns:
+        ids_keep (B, N - M) visible patch indices in shuffle order, mask (B, N) with 1 for the M = `num_masked_patches`
+        hidden ones, ids_restore (B, N) the inverse permutation (what `ViTMAEDecoder` takes).
+    """
+    batch, num_patches = noise.shape
+    num_visible = num_patches - num_masked_patches(num_patches, mask_ratio)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    mask = (ids_restore >= num_visible).to(noise.dtype if noise.is_floating_point() else torch.float32)
+    return ids_shuffle[:, :num_visible], mask, ids_restore
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int, padding: int = 0) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, patch_size**2 * C): each token's patch as the patch embedding sees it (zero padding
+    included), flattened (row, column, channel) like transformers' `ViTMAEForPreTraining.patchify`."""
+    batch, channels = pixel_values.shape[:2]
+    columns = F.unfold(pixel_values, kernel_size=patch_size, stride=patch_size, padding=padding)  # (B, C*p*p, N)
+    columns = columns.reshape(batch, channels, patch_size, patch_size, -1)
+    return columns.permute(0, 4, 2, 3, 1).reshape(batch, -1, patch_size * patch_size * channels)
+
+
+def unpatchify(patches: torch.Tensor, image_size: tuple[int, int], patch_size: int, padding: int = 0) -> torch.Tensor:
+    """The inverse of `patchify`: (B, N, p*p*C) -> (B, C, H, W); pixels no patch covers are 0."""
+    batch, num_patches = patches.shape[:2]
+    channels = patches.shape[-1] // (patch_size * patch_size)
+    columns = patches.reshape(batch, num_patches, patch_size, patch_size, channels).permute(0, 4, 2, 3, 1)
+    columns = columns.reshape(batch, channels * patch_size * patch_size, num_patches)
+    return F.fold(columns, tuple(image_size), kernel_size=patch_size, stride=patch_size, padding=padding)
+
+
+def patch_statistics(patches: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch mean and `sqrt(var + eps)` (unbiased variance, as MAE), the normalisation of its pixel targets."""
+    return patches.mean(dim=-1, keepdim=True), (patches.var(dim=-1, keepdim=True) + eps).sqrt()
+
+
+def masked_patch_loss(
+    predictions: torch.Tensor, target_patches: torch.Tensor, mask: torch.Tensor, norm_pix_loss: bool = True,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Mean over masked patches of the per-patch mean squared error; visible patches do not count.
+
+    Args:
+        predictions, target_patches: (B, N, D); with `norm_pix_loss` each target patch is first normalised by its own
+            mean and standard deviation (`patch_statistics`).
+        mask: (B, N), 1 where the patch was hidden.
+    """
+    target = target_patches.float()
+    if norm_pix_loss:
+        mean, std = patch_statistics(target, eps)
+        target = (target - mean) / std
+    per_patch = (predictions.float() - target).pow(2).mean(dim=-1)
+    mask = mask.to(per_patch.dtype)
+    return (per_patch * mask).sum() / mask.sum()
+
+
+# The model ----------------------------------------------------------------------------------------------------------
+class VitPoseMAEDecoder(ViTMAEDecoder):
+    """transformers' `ViTMAEDecoder` on a rows x cols token grid (it lays its sin-cos embeddings out on a square one).
+
+    Slot 0 of its input is the class token's; `VitPoseMaskedAutoencoder` puts the mean visible latent there.
+    """
+
+    def __init__(self, config: ViTMAEConfig, grid: tuple[int, int]):
+        self.grid = (int(grid[0]), int(grid[1]))
+        super().__init__(config, num_patches=self.grid[0] * self.grid[1])
+        mae_initialization_(self)
+
+    @torch.no_grad()
+    def initialize_weights(self, num_patches: int) -> None:
+        rows, cols = self.grid
+        position = build_2d_sinusoidal_position_embedding(rows, cols, self.decoder_pos_embed.shape[-1], cls_token=True)
+        self.decoder_pos_embed.copy_(position.unsqueeze(0))
+        nn.init.normal_(self.mask_token, std=self.config.initializer_range)
+
+
+def mae_decoder_config(backbone_config: VitPoseConfig, mae: MAESection) -> ViTMAEConfig:
+    """The `ViTMAEConfig` that `ViTMAEDecoder` reads: the encoder's width and patch, the decoder's own sizes."""
+    return ViTMAEConfig(
+        hidden_size=backbone_config.hidden_size, patch_size=backbone_config.patch_size,
+        num_channels=backbone_config.num_channels, image_size=list(backbone_config.image_size),
+        decoder_hidden_size=mae.decoder_hidden_size, decoder_num_hidden_layers=mae.decoder_num_hidden_layers,
+        decoder_num_attention_heads=mae.decoder_num_attention_heads,
+        decoder_intermediate_size=mae.decoder_intermediate_size, mask_ratio=mae.mask_ratio,
+        norm_pix_loss=mae.norm_pix_loss, layer_norm_eps=1e-6, hidden_act="gelu", attn_implementation="sdpa",
+    )
+
+
+@torch.no_grad()
+def mae_initialization_(module: nn.Module) -> None:
+    """MAE's initialisation: xavier-uniform linear layers and patch projection (as a linear map), zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(layer.weight.view(layer.weight.shape[0], -1))
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.LayerNorm):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+def check_backbone_for_mae(config: VitPoseConfig) -> None:
+    """MAE drops tokens, so it needs a plain ViT: full attention, one patch per token, no experts or extra tokens."""
+    problems = []
+    if config.patch_stride != config.patch_size:
+        problems.append(f"patch_stride {config.patch_stride} != patch_size {config.patch_size} (overlapping patches "
+                        "leak masked pixels; pre-train at stride patch_size, fine-tune at any stride)")
+    if any(kind != "full" for kind in config.layer_attention_types):
+        problems.append(f"attention_type {config.attention_type!r} (window attention needs every token)")
+    if config.num_experts > 1:
+        problems.append(f"num_experts {config.num_experts} (pre-train the shared backbone)")
+    if config.num_knowledge_tokens:
+        problems.append(f"num_knowledge_tokens {config.num_knowledge_tokens}")
+    if config.hidden_size % 4:
+        problems.append(f"hidden_size {config.hidden_size} is not a multiple of 4 (2-D sin-cos position embeddings)")
+    if problems:
+        raise ConfigError("MAE pre-training needs a plain ViT backbone: " + "; ".join(problems) + ".")
+
+
+@dataclass
+class VitPoseMAEOutput(ModelOutput):
+    """
+    Args:
+        loss: `masked_patch_loss` of the batch.
+        logits: (B, N, patch_size**2 * C) predicted patches (normalised per patch with `norm_pix_loss`).
+        mask: (B, N), 1 for the hidden patches.
+        ids_restore: (B, N), the inverse of the shuffle that chose the visible patches.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    ids_restore: torch.Tensor | None = None
+
+
+class VitPoseMaskedAutoencoder(nn.Module):
+    """A `VitPoseBackbone` that encodes the visible patches, and `VitPoseMAEDecoder` that predicts the hidden ones."""
+
+    def __init__(self, backbone: VitPoseBackbone, mae: MAESection | None = None):
+        super().__init__()
+        mae = mae or MAESection()
+        check_backbone_for_mae(backbone.config)
+        self.backbone = backbone
+        self.mask_ratio = float(mae.mask_ratio)
+        self.norm_pix_loss = bool(mae.norm_pix_loss)
+        self.grid = backbone.config.token_grid()
+        num_masked_patches(self.grid[0] * self.grid[1], self.mask_ratio)  # fails early when nothing would be masked
+        self.decoder = VitPoseMAEDecoder(mae_decoder_config(backbone.config, mae), self.grid)
+
+    @property
+    def config(self) -> VitPoseConfig:
+        return self.backbone.config
+
+    @torch.no_grad()
+    def initialize_encoder(self, fixed_position_embeddings: bool = True) -> None:
+        """MAE's start for the encoder: `mae_initialization_` and 2-D sin-cos position embeddings (kept fixed)."""
+        mae_initialization_(self.backbone.vit)
+        embeddings = self.backbone.vit.embeddings
+        rows, cols = self.grid
+        sincos = build_2d_sinusoidal_position_embedding(rows, cols, self.config.hidden_size)
+        embeddings.position_embeddings.copy_(sincos.unsqueeze(0).to(embeddings.position_embeddings.dtype))
+        embeddings.position_embeddings.requires_grad_(not fixed_position_embeddings)
+
+    def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return patchify(pixel_values, self.config.patch_size, self.config.patch_embedding_padding)
+
+    def unpatchify(self, patches: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        return unpatchify(patches, image_size, self.config.patch_size, self.config.patch_embedding_padding)
+
+    def encode_visible(self, pixel_values: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
+        """(B, K, C) encoder outputs (final LayerNorm included) of the patches `ids_keep`; the rest are never seen."""
+        embeddings, grid = self.backbone.vit.embeddings(pixel_values)
+        index = ids_keep.unsqueeze(-1).expand(-1, -1, embeddings.shape[-1])
+        latent, _, _ = self.backbone.vit.encode_tokens(embeddings.gather(1, index), [(0, None)], grid)
+        return latent
+
+    def forward(self, pixel_values: torch.Tensor, noise: torch.Tensor | None = None) -> VitPoseMAEOutput:
+        """
+        Args:
+            pixel_values: (B, 3, H, W) normalised crops at the backbone's `image_size`.
+            noise: (B, N) masking noise (`random_masking`); uniform draws from the global generator when None.
+        """
+        num_patches = self.grid[0] * self.grid[1]
+        if tuple(pixel_values.shape[-2:]) != tuple(self.config.image_size):
+            raise ValueError(f"pixel_values must be {tuple(self.config.image_size)} crops, got {tuple(pixel_values.shape)}.")
+        if noise is None:
+            noise = torch.rand(pixel_values.shape[0], num_patches, device=pixel_values.device)
+        if tuple(noise.shape) != (pixel_values.shape[0], num_patches):
+            raise ValueError(f"noise must be (batch, {num_patches}), got {tuple(noise.shape)}.")
+        ids_keep, mask, ids_restore = random_masking(noise.to(pixel_values.device), self.mask_ratio)
+        latent = self.encode_visible(pixel_values, ids_keep)
+        summary = latent.mean(dim=1, keepdim=True)  # the decoder's class-token slot
+        logits = self.decoder(torch.cat([summary, latent], dim=1), ids_restore).logits
+        loss = masked_patch_loss(logits, self.patchify(pixel_values), mask, self.norm_pix_loss)
+        return VitPoseMAEOutput(loss=loss, logits=logits, mask=mask, ids_restore=ids_restore)
+
+
+def build_mae_model(config: MAEPretrainingConfig) -> VitPoseMaskedAutoencoder:
+    """The backbone of `config.model` (MAE-initialised, or from `init_from`) with a fresh decoder."""
+    backbone_config = backbone_config_from(config)
+    check_backbone_for_mae(backbone_config)
+    backbone = VitPoseBackbone(backbone_config)
+    model = VitPoseMaskedAutoencoder(backbone, config.mae)
+    if config.model.init_from is None:
+        model.initialize_encoder(config.mae.fixed_position_embeddings)
+    else:
+        source, report = initialize_model(backbone_config, config.model.init_from, backbone_only=True)
+        backbone.vit.load_state_dict(source.vit.state_dict())
+        backbone.vit.embeddings.position_embeddings.requires_grad_(not config.mae.fixed_position_embeddings)
+        logger.info("%s", report)
+    return model
+
+
+def backbone_config_from(config: MAEPretrainingConfig) -> VitPoseConfig:
+    return VitPoseConfig.from_variant(config.model.variant, **config.model.config_overrides)
+
+
+# The schedule -------------------------------------------------------------------------------------------------------
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """lr factor of optimizer step `step`: linear warmup to 1 over `warmup_steps`, then half a cosine to `min_ratio`."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def build_mae_optimizer(
+    model: VitPoseMaskedAutoencoder, opt: MAEOptimizationSection, total_steps: int, steps_per_epoch: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW without decay on biases, norms and position embeddings (the training recipe's groups, no layer decay)."""
+    groups = layer_decay_parameter_groups(model, opt.learning_rate, opt.weight_decay, 1.0)
+    optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in groups],
+                                  lr=opt.learning_rate, betas=tuple(opt.betas))
+    warmup = int(round(opt.warmup * (steps_per_epoch if opt.warmup_unit == "epochs" else 1)))
+    min_ratio = opt.min_learning_rate / opt.learning_rate
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup, total_steps, min_ratio))
+    return optimizer, scheduler
+
+
+# Data ---------------------------------------------------------------------------------------------------------------
+def masking_noise(shape: tuple[int, int], seed: int, epoch: int, batch: int, process: int) -> torch.Tensor:
+    """Uniform noise for `random_masking`, fixed by (seed, epoch, batch in epoch, process): resume-exact masks."""
+    state = np.random.SeedSequence([seed, epoch, batch, process]).generate_state(2)
+    generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch.rand(shape, generator=generator)
+
+
+def evaluation_crops(config: MAEPretrainingConfig, backbone_config: VitPoseConfig) -> torch.Tensor:
+    """The first `eval_samples` plain box crops (no augmentation) of the validation splits, or of the training sets
+    where no dataset has one."""
+    height, width = backbone_config.image_size
+    sections = [d for d in config.datasets if d.val_annotation_file] or config.datasets
+    crops: list[torch.Tensor] = []
+    for index, section in enumerate(sections):
+        annotation_file = section.val_annotation_file or section.annotation_file
+        image_root = section.val_image_root or section.image_root
+        transform = TopDownAugmentation(dataset_layout(section), input_size=(width, height), train=False)
+        dataset = load_keypoint_dataset(annotation_file, image_root, dataset_layout(section),
+                                        section.format if not section.val_annotation_file else "coco",
+                                        dataset_index=index, transform=transform)
+        for i in range(min(len(dataset), config.eval_samples - len(crops))):
+            crops.append(dataset[i]["pixel_values"])
+        if len(crops) >= config.eval_samples:
+            break
+    if not crops:
+        raise ValueError("No person crop to evaluate the reconstructions on: every dataset is empty.")
+    return torch.stack(crops)
+
+
+@torch.no_grad()
+def reconstruction_picture(
+    model: VitPoseMaskedAutoencoder, pixel_values: torch.Tensor, output: VitPoseMAEOutput,
+    image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD,
+) -> Image.Image:
+    """One row per crop: the crop | its visible patches (hidden ones grey) | the reconstruction (predicted hidden
+    patches, with normalised-pixel predictions mapped back through each true patch's mean and std, as MAE shows
+    them, pasted between the visible ones)."""
+    pixel_values = pixel_values.float().cpu()
+    size = tuple(pixel_values.shape[-2:])
+    logits, mask = output.logits.float().cpu(), output.mask.float().cpu()
+    patches = model.patchify(pixel_values)
+    if model.norm_pix_loss:
+        mean, std = patch_statistics(patches)
+        logits = logits * std + mean
+    p = model.config.patch_size
+    hidden = model.unpatchify(mask[..., None].expand(-1, -1, patches.shape[-1]), size)  # 1 on hidden pixels
+    predicted = model.unpatchify(logits, size)
+    masked = pixel_values * (1 - hidden)  # grey (the normalised mean) where hidden
+    reconstructed = pixel_values * (1 - hidden) + predicted * hidden
+    mean = torch.tensor(image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(image_std).view(1, 3, 1, 1)
+    gap = max(2, p // 4)
+    rows = []
+    for crop in (pixel_values, masked, reconstructed):
+        rgb = ((crop * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        rows.append(rgb)
+    height, width = size
+    canvas = np.full((len(pixel_values) * (height + gap) - gap, 3 * (width + gap) - gap, 3), 255, dtype=np.uint8)
+    for i in range(len(pixel_values)):
+        for j, column in enumerate(rows):
+            canvas[i * (height + gap):i * (height + gap) + height, j * (width + gap):j * (width + gap) + width] = column[i]
+    return Image.fromarray(canvas)
+
+
+@torch.no_grad()
+def evaluate_reconstruction(
+    model: VitPoseMaskedAutoencoder, crops: torch.Tensor, seed: int, batch_size: int, device: torch.device,
+    num_pictures: int = 0,
+) -> tuple[float, Image.Image | None]:
+    """Mean masked-patch loss over `crops` with masks fixed by `seed` (comparable across steps), and the picture of
+    the first `num_pictures` crops."""
+    num_patches = model.grid[0] * model.grid[1]
+    noise = torch.rand((len(crops), num_patches), generator=torch.Generator().manual_seed(seed))
+    total, count, picture = 0.0, 0, None
+    for start in range(0, len(crops), batch_size):
+        batch = crops[start:start + batch_size].to(device)
+        output = model(batch, noise[start:start + batch_size].to(device))
+        total += float(output.loss) * len(batch)
+        count += len(batch)
+        if start == 0 and num_pictures:
+            shown = min(num_pictures, len(batch))
+            shown_output = VitPoseMAEOutput(logits=output.logits[:shown], mask=output.mask[:shown])
+            picture = reconstruction_picture(model, batch[:shown], shown_output)
+    return total / count, picture
+
+
+# The run ------------------------------------------------------------------------------------------------------------
+def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = None, command: str | None = None) -> dict:
+    """Run the MAE pre-training of `config`; returns the last evaluation ({"eval_loss": ...})."""
+    config.check_paths()
+    output_dir = Path(config.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=config.report_to, project_dir=str(output_dir),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not accelerator.is_main_process:
+        logging.getLogger("vitpose_hf").setLevel(logging.WARNING)
+    set_seed(config.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for section in config.datasets:
+            ensure_synthetic_data(section)
+        save_training_config(config, output_dir / "mae_config.yaml")
+    accelerator.wait_for_everyone()
+
+    # Data first: an empty dataset or a bad annotation fails before any model is built.
+    backbone_config = backbone_config_from(config)
+    check_backbone_for_mae(backbone_config)
+    dataset, sampler, transforms = build_train_data(config, backbone_config, accelerator.process_index,
+                                                    accelerator.num_processes)
+    eval_crops = evaluation_crops(config, backbone_config) if accelerator.is_main_process else None
+    loader = DataLoader(
+        dataset, batch_size=config.per_device_batch_size, sampler=sampler, collate_fn=collate_keypoints,
+        num_workers=config.num_workers, drop_last=True, pin_memory=accelerator.device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    batches_per_epoch = len(sampler) // config.per_device_batch_size
+    steps_per_epoch = batches_per_epoch // config.gradient_accumulation_steps
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"An epoch of {len(sampler)} crops per process cannot fill one optimizer step of "
+            f"{config.per_device_batch_size} x {config.gradient_accumulation_steps}; lower the batch size or raise "
+            "samples_per_epoch."
+        )
+    max_steps = config.max_steps if config.max_steps is not None else config.num_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_steps / steps_per_epoch)
+
+    model = build_mae_model(config)
+    optimizer, scheduler = build_mae_optimizer(model, config.optimization, max_steps, steps_per_epoch)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(scheduler, progress)
+    signature = {"per_device_batch_size": config.per_device_batch_size, "num_processes": accelerator.num_processes,
+                 "gradient_accumulation_steps": config.gradient_accumulation_steps, "seed": config.seed}
+    last_checkpoint = None
+    if resume_from_checkpoint:
+        last_checkpoint = resolve_checkpoint(resume_from_checkpoint, output_dir)
+        accelerator.load_state(str(last_checkpoint))
+        if progress.data_signature and progress.data_signature != signature:
+            raise ValueError(f"Checkpoint {last_checkpoint} was written with {progress.data_signature}, this run has "
+                             f"{signature}: the data position cannot be restored.")
+        logger.info("Resumed from %s at step %d", last_checkpoint, progress.completed_steps)
+    progress.data_signature = signature
+
+    opt = config.optimization
+    if config.report_to:
+        accelerator.init_trackers(output_dir.name, config={"learning_rate": opt.learning_rate, "max_steps": max_steps,
+                                                           "batch_size": config.per_device_batch_size,
+                                                           "mask_ratio": config.mae.mask_ratio})
+    logger.info("***** MAE pre-training *****  %d person crops (%s), %d steps (%d per epoch), %d patches per crop, "
+                "%d masked", len(dataset), dataset.sizes, max_steps, steps_per_epoch, model_grid_size(model),
+                num_masked_patches(model_grid_size(model), config.mae.mask_ratio))
+
+    bar = tqdm(total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process,
+               desc="mae", dynamic_ncols=True)
+    window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+    results: dict = {}
+    set_train_mode(model)
+    num_patches = model_grid_size(model)
+    for epoch in range(progress.completed_steps // steps_per_epoch, num_epochs):
+        if progress.completed_steps >= max_steps:
+            break
+        sampler.set_epoch(epoch)
+        for transform in transforms:
+            transform.set_epoch(epoch)
+        skip_batches = (progress.completed_steps - epoch * steps_per_epoch) * config.gradient_accumulation_steps
+        sampler.start_index = skip_batches * config.per_device_batch_size
+        batches = iter(loader)
+        for batch_index in range(skip_batches, steps_per_epoch * config.gradient_accumulation_steps):
+            pixel_values = next(batches)["pixel_values"].to(accelerator.device, non_blocking=True)
+            noise = masking_noise((len(pixel_values), num_patches), config.seed, epoch, batch_index,
+                                  accelerator.process_index).to(accelerator.device)
+            with accelerator.accumulate(model):
+                loss = model(pixel_values, noise).loss
+                finite = accelerator.gather(torch.isfinite(loss.detach()).float().reshape(1))
+                if not bool(finite.all()):
+                    where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+                    raise NonFiniteLossError(f"Non-finite loss ({loss.item()}) at step {progress.completed_steps + 1} "
+                                             f"(epoch {epoch}); stopping before the update, {where}.")
+                accelerator.backward(loss)
+                grad_norm = None
+                if accelerator.sync_gradients and opt.max_grad_norm:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            window_loss += float(loss.detach())
+            window_count += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            progress.completed_steps += 1
+            step = progress.completed_steps
+            bar.update(1)
+            if step % config.logging_steps == 0 or step == max_steps:
+                elapsed = time.perf_counter() - window_start
+                logs = {"loss": window_loss / window_count, "lr": optimizer.param_groups[0]["lr"], "epoch": epoch,
+                        "samples_per_second": window_count * config.per_device_batch_size * accelerator.num_processes
+                        / max(elapsed, 1e-9)}
+                if grad_norm is not None:
+                    logs["grad_norm"] = float(grad_norm)
+                bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs['lr']:.3g}")
+                if accelerator.is_main_process:
+                    logger.info("step %d: %s", step, json.dumps({k: round(v, 6) for k, v in logs.items()}))
+                    with open(output_dir / "train_log.jsonl", "a") as handle:
+                        handle.write(json.dumps({"step": step, **logs}) + "\n")
+                if config.report_to:
+                    accelerator.log(logs, step=step)
+                window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
+            if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < max_steps:
+                last_checkpoint = save_checkpoint(accelerator, output_dir, step, config.checkpoints_total_limit)
+            if config.eval_steps and step % config.eval_steps == 0 and step < max_steps:
+                _evaluate_and_record(accelerator, model, eval_crops, config, output_dir, step)
+            if step >= max_steps:
+                break
+    bar.close()
+
+    save_checkpoint(accelerator, output_dir, progress.completed_steps, config.checkpoints_total_limit)
+    results = _evaluate_and_record(accelerator, model, eval_crops, config, output_dir, progress.completed_steps)
+    if accelerator.is_main_process:
+        final = output_dir / "final"
+        save_pretrained_encoder(accelerator.unwrap_model(model), final, config, results, command)
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if config.push_to_hub:
+            from huggingface_hub import upload_folder
+
+            upload_folder(repo_id=config.push_to_hub, folder_path=final,
+                          commit_message=f"MAE pre-training {output_dir.name}, step {progress.completed_steps}")
+    accelerator.wait_for_everyone()
+    if config.report_to:
+        accelerator.end_training()
+    return results
+
+
+def model_grid_size(model: nn.Module) -> int:
+    rows, cols = getattr(model, "module", model).grid
+    return rows * cols
+
+
+def _evaluate_and_record(accelerator, model, crops, config: MAEPretrainingConfig, output_dir: Path, step: int) -> dict:
+    """Held-out masked loss and the reconstruction PNG (main process; the others wait)."""
+    results: dict = {}
+    if accelerator.is_main_process:
+        network = accelerator.unwrap_model(model)
+        network.eval()
+        with accelerator.autocast():
+            loss, picture = evaluate_reconstruction(network, crops, config.seed, config.per_device_batch_size,
+                                                    accelerator.device, config.num_reconstruction_images)
+        set_train_mode(network)
+        results = {"eval_loss": loss}
+        if picture is not None:
+            folder = output_dir / "reconstructions"
+            folder.mkdir(parents=True, exist_ok=True)
+            picture.save(folder / f"step-{step:07d}.png")
+        logger.info("step %d evaluation: %s", step, json.dumps(results))
+        with open(output_dir / "eval_history.jsonl", "a") as handle:
+            handle.write(json.dumps({"step": step, **results}) + "\n")
+        if config.report_to:
+            accelerator.log({"eval/loss": loss}, step=step)
+    accelerator.wait_for_everyone()
+    return results
+
+
+def save_pretrained_encoder(
+    model: VitPoseMaskedAutoencoder, folder: Path, config: MAEPretrainingConfig, results: dict, command: str | None
+) -> None:
+    """The encoder alone as a `VitPoseBackbone` folder (with its image processor, the recipe and a card): what
+    `model.init_from` of a training recipe takes. The decoder is dropped."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    backbone = model.backbone
+    backbone.save_pretrained(folder)
+    VitPoseImageProcessor.from_model_config(backbone.config).save_pretrained(folder)
+    save_training_config(config, folder / "mae_config.yaml")
+    command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    height, width = backbone.config.image_size
+    names = ", ".join(f"{d.name} ({d.annotation_file})" for d in config.datasets)
+    loss = f"{results['eval_loss']:.4f}" if "eval_loss" in results else "not measured"
+    (folder / "README.md").write_text(f"""---
+library_name: transformers
+license: apache-2.0
+tags:
+- vitpose
+- vitpose_hf
+- mae
+---
+
+# ViTPose backbone pre-trained with MAE on person crops
+
+A `VitPoseBackbone` ({backbone.config.hidden_size} wide, {backbone.config.num_hidden_layers} blocks, {height}x{width}
+input) pre-trained as a masked autoencoder ({config.mae.mask_ratio:.0%} of the patches hidden) on person crops of:
+{names}. Held-out masked-patch loss: {loss}.
+
+Start a pose model from it with `model.init_from: <this folder>` in a `scripts/train.py` recipe.
+
+## Reproduce
+
+```bash
+{command}
+```
+
+The full recipe is in `mae_config.yaml`.
+""")
+
+
+__all__ = [
+    "MAEPretrainingConfig",
+    "MAESection",
+    "VitPoseMAEDecoder",
+    "VitPoseMaskedAutoencoder",
+    "load_mae_config",
+    "masked_patch_loss",
+    "num_masked_patches",
+    "patchify",
+    "pretrain",
+    "random_masking",
+    "unpatchify",
+]
