@@ -161,6 +161,7 @@ class MAEPretrainingConfig:
 
     def validate(self) -> None:
         self.run_checks()
+        check_backbone_for_mae(backbone_config_from(self))
         mae = self.mae
         if not 0.0 < float(mae.mask_ratio) < 1.0:
             raise ConfigError(f"mae.mask_ratio must lie strictly between 0 and 1, got {mae.mask_ratio}.")
