@@ -324,6 +324,12 @@ def test_bad_teachers_are_refused_before_training_starts(tmp_path, data, monkeyp
         run(config, monkeypatch)
     assert not (Path(config["output_dir"]) / "train_log.jsonl").exists()
 
+    # Re-targeted to the student's input size, the same teacher is accepted.
+    distiller = build_distiller({"teacher": str(tmp_path / "big"), "teacher_config_overrides": {"image_size": IMAGE_SIZE}})
+    student_config = model_config(STUDENT, [layout("synthetic")])
+    distiller.configure(student_config)
+    assert distiller.teacher.config.image_size == IMAGE_SIZE
+
 
 def test_head_mapping_and_keypoint_checks():
     teacher_config = model_config(TEACHER, [layout("coco"), layout("mpii", "mpii")])
@@ -350,7 +356,8 @@ def test_head_mapping_and_keypoint_checks():
     ({"stage": "student"}, r"distillation\.token_from is required"),
     ({"stage": "student", "token_from": "x", "output_weight": 1.0}, r"output_weight needs distillation\.teacher"),
     ({"teacher": "t", "teacher_dtype": "bf16"}, r"teacher_dtype must be one of float32, bfloat16, float16"),
-    ({"teacher": "t", "teacher_config_overrides": {"hidden_size": 8}}, r"teacher_config_overrides needs .*teacher_variant"),
+    ({"teacher": "t", "teacher_config_overrides": {"hidden_size": 8}},
+     r"teacher_config_overrides\.hidden_size: a saved teacher keeps its architecture"),
 ])
 def test_bad_sections_name_the_key(section, message):
     with pytest.raises(ConfigError, match=message):
@@ -363,6 +370,11 @@ def test_bad_teacher_and_token_sources_name_the_file(tmp_path):
         build_distiller({"teacher": str(tmp_path / "missing")}).configure(config)
     with pytest.raises(ConfigError, match=r"original checkpoint: give distillation\.teacher_variant"):
         build_distiller({"teacher": str(tmp_path / "t.pth")}).configure(config)
+    path = save_original(tmp_path / "coco.pth", original_model("vitpose-base").state_dict())
+    mpii = model_config(STUDENT, ["mpii"])
+    with pytest.raises(ConfigError, match=r"distillation\.teacher .*coco\.pth' has no trained head for datasets \['mpii'\]"):
+        build_distiller({"teacher": str(path), "teacher_variant": "vitpose-base",
+                         "teacher_config_overrides": tiny("vitpose-base")}).configure(mpii)
     make_teacher(tmp_path / "plain")
     with pytest.raises(ConfigError, match=r"token_from .*plain has no knowledge token"):
         build_distiller({"stage": "student", "token_from": str(tmp_path / "plain")}).configure(config)

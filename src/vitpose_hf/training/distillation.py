@@ -13,7 +13,9 @@ Keys (unknown keys are errors naming them):
     teacher                   a checkpoint `VitPoseModel.from_pretrained` loads (ours, transformers' built-in
                               "vitpose"; folder or Hub id) or an original `.pth` (then give `teacher_variant`)
     teacher_variant, teacher_config_overrides
-                              the architecture of an original `.pth` teacher (`VitPoseConfig.from_variant`)
+                              the architecture of an original `.pth` teacher (`VitPoseConfig.from_variant`); for a
+                              saved checkpoint, overrides may only re-target its geometry (`image_size`,
+                              `patch_stride`: position embeddings resampled, see `VitPoseModel.with_resolution`)
     teacher_heads             {student dataset name: teacher head name or index}; by default heads match by name
                               (or one head each) and must name the same keypoints in the same order; a head
                               given here needs only the same keypoint count
@@ -57,6 +59,7 @@ logger = logging.getLogger(__name__)
 STAGES = ("output", "token", "student")
 TEACHER_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TOKEN_KEY = "vit.embeddings.knowledge_tokens"
+GEOMETRY_FIELDS = ("image_size", "patch_stride")
 
 # Config fields that must agree between the teacher and the model trained in stage `token` (which is the teacher).
 ARCHITECTURE_FIELDS = (
@@ -94,8 +97,12 @@ class DistillationSettings:
                 raise ConfigError(f"distillation.{key} must be a mapping, got {getattr(self, key)!r}.")
         if self.output_weight is not None and (not isinstance(self.output_weight, (int, float)) or self.output_weight < 0):
             raise ConfigError(f"distillation.output_weight must be a number >= 0, got {self.output_weight!r}.")
-        if self.teacher_variant is None and self.teacher_config_overrides:
-            raise ConfigError("distillation.teacher_config_overrides needs distillation.teacher_variant.")
+        geometry_only = set(self.teacher_config_overrides) <= set(GEOMETRY_FIELDS)
+        if self.teacher_variant is None and not geometry_only:
+            extra = sorted(set(self.teacher_config_overrides) - set(GEOMETRY_FIELDS))
+            raise ConfigError(f"distillation.teacher_config_overrides.{extra[0]}: a saved teacher keeps its architecture "
+                              f"(only {', '.join(GEOMETRY_FIELDS)} can change); other fields need teacher_variant "
+                              "(an original .pth teacher).")
         if self.stage in ("output", "token") and not self.teacher:
             raise ConfigError(f"distillation.teacher is required for stage {self.stage!r}.")
         if self.stage == "token":
@@ -129,11 +136,14 @@ class DistillationSettings:
 
 
 # Loading --------------------------------------------------------------------------------------------------------
-def load_teacher(source: str, teacher_config: VitPoseConfig | None = None) -> VitPoseModel:
+def load_teacher(
+    source: str, teacher_config: VitPoseConfig | None = None, geometry: dict[str, Any] | None = None,
+) -> VitPoseModel:
     """The teacher model, frozen and in eval mode.
 
-    `source` is anything `VitPoseModel.from_pretrained` loads, or an original `.pth` (then `teacher_config`, whose
-    heads are the student's datasets, says the architecture; a head the file lacks is an error).
+    `source` is anything `VitPoseModel.from_pretrained` loads (re-targeted to `geometry`, image_size and/or
+    patch_stride, when given), or an original `.pth` (then `teacher_config`, whose heads are the student's datasets,
+    says the architecture; a head the file lacks is an error).
     """
     try:
         if str(source).endswith((".pth", ".pt")):
@@ -146,7 +156,7 @@ def load_teacher(source: str, teacher_config: VitPoseConfig | None = None) -> Vi
                 names = [teacher_config.head_names[int(i)] for i in fresh]
                 raise ConfigError(f"distillation.teacher {source!r} has no trained head for datasets {names}.")
         else:
-            teacher = VitPoseModel.from_pretrained(source)
+            teacher = VitPoseModel.from_pretrained(source, **(geometry or {}))
     except ConfigError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as error:
@@ -207,8 +217,8 @@ def check_heatmap_size(teacher_config: VitPoseConfig, student_config: VitPoseCon
         raise ConfigError(
             f"The teacher's heatmaps are {tuple(teacher_config.heatmap_size)} (input {tuple(teacher_config.image_size)}, "
             f"stride {teacher_config.patch_stride}) but the student's are {tuple(student_config.heatmap_size)} (input "
-            f"{tuple(student_config.image_size)}); give the teacher the student's input size "
-            "(distillation.teacher_config_overrides.image_size for a .pth, or a re-targeted checkpoint)."
+            f"{tuple(student_config.image_size)}); give the teacher the student's input size with "
+            "distillation.teacher_config_overrides.image_size."
         )
 
 
@@ -293,7 +303,8 @@ class Distiller:
             logger.info("Knowledge tokens from %s: %d of width %d (student width %d)", s.token_from,
                         self.tokens.shape[1], width, model_config.hidden_size)
         if s.stage == "token" or self.output_weight > 0:
-            self.teacher = load_teacher(s.teacher, self._teacher_config_for_pth(model_config))
+            geometry = {} if s.teacher_variant else s.teacher_config_overrides
+            self.teacher = load_teacher(s.teacher, self._teacher_config_for_pth(model_config), geometry)
             check_heatmap_size(self.teacher.config, model_config)
             self.teacher_index = torch.tensor(teacher_head_indices(self.teacher.config, model_config, s.teacher_heads))
             if s.stage == "token":
