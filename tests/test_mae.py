@@ -38,6 +38,7 @@ from vitpose_hf.training.mae import (
     random_masking,
     save_pretrained_encoder,
     unpatchify,
+    warmup_cosine,
 )
 
 from conftest import tiny_config_kwargs
@@ -240,6 +241,14 @@ def test_saved_encoder_starts_a_vitpose_model_with_every_backbone_weight(tmp_pat
             continue
         assert torch.equal(value, source[key]), key
     assert isinstance(model, VitPoseModel)
+
+
+def test_schedule_is_linear_warmup_then_half_cosine():
+    # 10 warmup steps of 100, then cosine from 1 to 0.1 over the remaining 90.
+    assert [warmup_cosine(s, 10, 100, 0.1) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert warmup_cosine(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(55, 10, 100, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos(pi / 2) = 0
+    assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
 
 
 # The run ------------------------------------------------------------------------------------------------------------

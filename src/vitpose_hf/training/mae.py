@@ -49,7 +49,7 @@ from transformers.utils import ModelOutput
 
 from ..configuration_vitpose import VitPoseConfig
 from ..data.coco import load_keypoint_dataset
-from ..data.mixing import MixedDataset, collate_keypoints
+from ..data.mixing import collate_keypoints
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownAugmentation
 from ..image_processing_vitpose import VitPoseImageProcessor
 from ..modeling_vitpose import VitPoseBackbone
@@ -603,16 +603,15 @@ def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = 
         accelerator.init_trackers(output_dir.name, config={"learning_rate": opt.learning_rate, "max_steps": max_steps,
                                                            "batch_size": config.per_device_batch_size,
                                                            "mask_ratio": config.mae.mask_ratio})
+    num_patches = model_grid_size(model)
     logger.info("***** MAE pre-training *****  %d person crops (%s), %d steps (%d per epoch), %d patches per crop, "
-                "%d masked", len(dataset), dataset.sizes, max_steps, steps_per_epoch, model_grid_size(model),
-                num_masked_patches(model_grid_size(model), config.mae.mask_ratio))
+                "%d masked", len(dataset), dataset.sizes, max_steps, steps_per_epoch, num_patches,
+                num_masked_patches(num_patches, config.mae.mask_ratio))
 
     bar = tqdm(total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process,
                desc="mae", dynamic_ncols=True)
     window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-    results: dict = {}
     set_train_mode(model)
-    num_patches = model_grid_size(model)
     for epoch in range(progress.completed_steps // steps_per_epoch, num_epochs):
         if progress.completed_steps >= max_steps:
             break
