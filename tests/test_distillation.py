@@ -353,6 +353,8 @@ def test_head_mapping_and_keypoint_checks():
     ({"stage": "tokens", "teacher": "t"}, r"distillation\.stage must be one of output, token, student"),
     ({"stage": "output"}, r"distillation\.teacher is required for stage 'output'"),
     ({"stage": "token", "teacher": "t", "output_weight": 1.0}, r"GT loss only \(eq\. 5\)"),
+    ({"teacher": "t", "output_weight": 0}, r"output_weight is 0: stage 'output' would distil nothing"),
+    ({"teacher": "t", "token_from": "x"}, r"token_from needs stage 'student'"),
     ({"stage": "student"}, r"distillation\.token_from is required"),
     ({"stage": "student", "token_from": "x", "output_weight": 1.0}, r"output_weight needs distillation\.teacher"),
     ({"teacher": "t", "teacher_dtype": "bf16"}, r"teacher_dtype must be one of float32, bfloat16, float16"),

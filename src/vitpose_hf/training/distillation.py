@@ -118,6 +118,8 @@ class DistillationSettings:
                                   "from token_from).")
         if self.stage == "output" and self.token_from is not None:
             raise ConfigError("distillation.token_from needs stage 'student'.")
+        if self.stage == "output" and self.output_weight == 0:
+            raise ConfigError("distillation.output_weight is 0: stage 'output' would distil nothing.")
         if self.stage == "student":
             if not self.token_from:
                 raise ConfigError("distillation.token_from is required for stage 'student': the final/ folder of a "
