@@ -12,6 +12,7 @@ from transformers import (
     AutoModelForKeypointDetection,
     AutoModelForPoseEstimation,
 )
+from transformers.utils import logging as hf_logging
 
 from .configuration_vitpose import VARIANTS, VitPoseConfig
 from .conversion import export_to_transformers
@@ -28,11 +29,17 @@ def _register() -> None:
     for auto_class in (AutoModel, AutoModelForPoseEstimation, AutoModelForKeypointDetection):
         auto_class.register(VitPoseConfig, VitPoseModel, exist_ok=True)
     AutoBackbone.register(VitPoseConfig, VitPoseBackbone, exist_ok=True)
-    # One class serves both backends: it warps with torch and needs no torchvision.
-    AutoImageProcessor.register(
-        VitPoseConfig, image_processor_classes={"pil": VitPoseImageProcessor, "torchvision": VitPoseImageProcessor},
-        exist_ok=True,
-    )
+    # One class serves both backends: it warps with torch and needs no torchvision. Our config class shares its name
+    # with the built-in's, so registering looks up the built-in processor too, which warns without torchvision.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        AutoImageProcessor.register(
+            VitPoseConfig, image_processor_classes={"pil": VitPoseImageProcessor, "torchvision": VitPoseImageProcessor},
+            exist_ok=True,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     # save_pretrained then writes `auto_map` and copies the code, so Hub copies load with trust_remote_code=True.
     VitPoseConfig.register_for_auto_class()
     VitPoseModel.register_for_auto_class("AutoModel")

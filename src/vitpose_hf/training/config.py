@@ -117,7 +117,6 @@ class TrainingConfig:
     eval_steps: int | None = None
     eval_batch_size: int = 64
     eval_flip_test: bool = True
-    eval_max_images: int | None = None
     report_to: str | None = None
     push_to_hub: str | None = None
     model: ModelSection = field(default_factory=ModelSection)

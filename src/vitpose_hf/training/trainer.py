@@ -174,7 +174,7 @@ def evaluate_datasets(model, processor, config: TrainingConfig) -> dict[str, dic
         results[section.name] = evaluate_keypoint_dataset(
             model, processor, section.val_annotation_file, section.val_image_root, dataset_layout(section),
             dataset_index=index, detections=section.val_detections, flip_test=config.eval_flip_test,
-            batch_size=config.eval_batch_size, metric=section.metric, max_images=config.eval_max_images,
+            batch_size=config.eval_batch_size, metric=section.metric,
         )
     return results
 
@@ -198,8 +198,9 @@ def train(config: TrainingConfig, resume_from_checkpoint: str | None = None, com
     """Run the training described by `config`; returns the final evaluation results."""
     config.check_paths()
     output_dir = Path(config.output_dir)
+    # Without an accelerator, processes started by `accelerate launch --multi_gpu` / torchrun join over gloo.
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=not torch.accelerator.is_available(), mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=config.report_to, project_dir=str(output_dir),
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
