@@ -348,3 +348,15 @@ def test_init_from_a_checkpoint_of_another_size_is_an_error_naming_weights(tmp_p
     VitPoseModel(VitPoseConfig(**tiny_config_kwargs(hidden_size=64))).save_pretrained(tmp_path / "wide")
     with pytest.raises(ValueError, match="vit.embeddings.projection.weight|do not fit"):
         initialize_model(VitPoseConfig(**tiny_config_kwargs()), tmp_path / "wide")
+
+
+def test_every_shipped_training_recipe_parses_and_builds_its_model_config():
+    from vitpose_hf.training.trainer import model_config_from
+
+    recipes = sorted(p for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith("mae_"))
+    assert {"coco_vitpose_small.yaml", "coco_vitpose_base.yaml", "coco_vitpose_large.yaml", "coco_vitpose_huge.yaml",
+            "coco_aic_mpii_crowdpose_vitpose_base.yaml", "synthetic_cpu.yaml"} <= {p.name for p in recipes}
+    for path in recipes:
+        config = load_training_config(path)
+        model_config = model_config_from(config)
+        assert model_config.head_names == [d.name for d in config.datasets], path.name
