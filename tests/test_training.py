@@ -244,7 +244,8 @@ def test_kill_9_and_resume_equals_an_uninterrupted_run(tmp_path):
 
 # Several processes, several datasets --------------------------------------------------------------------------------
 def test_two_processes_train_two_datasets_to_the_end(tmp_path):
-    recipe = tiny_recipe(tmp_path, datasets=("coco", "mpii"), max_steps=4, checkpointing_steps=2)
+    recipe = tiny_recipe(tmp_path, datasets=("coco", "mpii"), max_steps=4, checkpointing_steps=2,
+                         report_to="tensorboard")
     recipe["datasets"][0]["probability"] = 0.5
     recipe["datasets"][1]["probability"] = 0.5
     path = write_recipe(tmp_path, recipe)
@@ -267,6 +268,7 @@ def test_two_processes_train_two_datasets_to_the_end(tmp_path):
     assert (run / "final" / "preprocessor_config.json").is_file()
     assert "accelerate launch scripts/train.py" in (run / "final" / "README.md").read_text()
     assert (run / "checkpoints" / "checkpoint-4").is_dir()
+    assert list(run.rglob("events.out.tfevents*")), "the tensorboard tracker wrote nothing"
 
 
 # Initialisation -----------------------------------------------------------------------------------------------------
