@@ -50,7 +50,8 @@ def _to_chw_tensor(image: Any, index: int) -> torch.Tensor:
         image = torch.from_numpy(np.array(image))
         channels_last = True
     elif isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image))
+        # Read-only arrays (e.g. np.asarray of a PIL image) are copied: torch tensors cannot share them.
+        image = torch.from_numpy(np.ascontiguousarray(image) if image.flags.writeable else np.array(image))
         channels_last = image.ndim == 3 and image.shape[-1] in (1, 3, 4)
     elif isinstance(image, torch.Tensor):
         channels_last = image.ndim == 3 and image.shape[0] not in (1, 3, 4) and image.shape[-1] in (1, 3, 4)
