@@ -1,10 +1,10 @@
 """The synthetic distillation experiment of docs/distillation.md: a small student trained four ways with the same seed
 and budget (no distillation, output distillation, knowledge token, both), after the token stage (a), each scored by
-OKS keypoint AP on a fresh synthetic set (seed 5, used by no training set). About 25 minutes on 2 CPU cores.
+OKS keypoint AP on a fresh synthetic set (seed 5, used by no training set). About 25 minutes of CPU time (one thread per run).
 
     python scripts/distillation_experiment.py
     python scripts/distillation_experiment.py --teacher outputs/synthetic_cpu/checkpoints/checkpoint-2000 \\
-        --student-steps 700 --token-steps 150
+        --student-steps 1000 --token-steps 150
 
 The teacher is the configs/synthetic_cpu.yaml model: its final folder, or one of its training checkpoints (turned into
 a model folder with that recipe). Writes OUTPUT_DIR/results.md and results.json.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -54,10 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--teacher-recipe", default="configs/synthetic_cpu.yaml",
                         help="the recipe that trained the teacher (builds the model of a checkpoint folder)")
     parser.add_argument("--output-dir", default="outputs/distill_synthetic")
-    parser.add_argument("--student-steps", type=int, default=700)
+    parser.add_argument("--student-steps", type=int, default=1000)
     parser.add_argument("--token-steps", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training run (OMP_NUM_THREADS)")
     return parser.parse_args(argv)
 
 
@@ -85,8 +87,12 @@ def evaluate(model_path: Path, annotation_file: str, image_root: str, image_size
                                          flip_test=True, batch_size=64)
 
 
-def train(config: Path, output_dir: Path, steps: int, seed: int, sets: list[str]) -> float:
-    """One `scripts/train.py` run; returns its wall time in seconds."""
+def train(config: Path, output_dir: Path, steps: int, seed: int, sets: list[str], threads: int) -> float:
+    """One `scripts/train.py` run; returns its wall time in seconds. A run that finished before (same folder) is
+    kept, so an interrupted experiment resumes where it stopped."""
+    timing = output_dir / "experiment_seconds.txt"
+    if timing.is_file() and (output_dir / "final" / "config.json").is_file():
+        return float(timing.read_text())
     milestones = [int(steps * 0.8), int(steps * 0.95)]
     command = [sys.executable, str(REPO / "scripts" / "train.py"), "--config", str(config), "--output-dir",
                str(output_dir), "--max-steps", str(steps), "--seed", str(seed),
@@ -95,8 +101,10 @@ def train(config: Path, output_dir: Path, steps: int, seed: int, sets: list[str]
         command += ["--set", item]
     print("$", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO)
-    return time.perf_counter() - start
+    subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    seconds = time.perf_counter() - start
+    timing.write_text(f"{seconds:.1f}\n")
+    return seconds
 
 
 def last_log(output_dir: Path) -> dict:
@@ -122,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     results["rows"]["teacher@student"] = {"what": f"teacher at {image_size[0]}x{image_size[1]}", **at_student_size}
 
     token_dir = output_dir / "token"
-    seconds = train(TOKEN_CONFIG, token_dir, args.token_steps, args.seed, [f"distillation.teacher={teacher}"])
+    seconds = train(TOKEN_CONFIG, token_dir, args.token_steps, args.seed, [f"distillation.teacher={teacher}"],
+                    args.threads)
     with_token = evaluate(token_dir / "final", test.val_annotation_file, test.val_image_root)
     results["rows"]["stage_a"] = {"what": "stage (a): teacher + learned token", **with_token, "seconds": seconds,
                                   **{k: v for k, v in last_log(token_dir).items() if k.startswith("loss")}}
@@ -130,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     common = [f"distillation.teacher={teacher}", f"distillation.token_from={token_dir / 'final'}"]
     for name in args.runs:
         run_dir = output_dir / name
-        seconds = train(STUDENT_CONFIG, run_dir, args.student_steps, args.seed, common + RUNS[name])  # later wins
+        seconds = train(STUDENT_CONFIG, run_dir, args.student_steps, args.seed, common + RUNS[name],  # later wins
+                        args.threads)
         metrics = json.loads((run_dir / "eval_results.json").read_text())[test.name]
         results["rows"][name] = {"what": DESCRIPTIONS[name], **metrics, "seconds": seconds,
                                  **{k: v for k, v in last_log(run_dir).items() if k.startswith("loss")}}
