@@ -31,6 +31,7 @@ def embed(source: Path, target: Path = EMBEDDED_MODEL_DIR) -> Path:
     if size > MAX_BYTES:
         raise ValueError(f"{source} holds {size / 2**20:.1f} MB; the embedded model must stay under 20 MB.")
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".embedded-"))
+    staging.chmod(0o755)
     for path in files:
         shutil.copy2(path, staging / path.name)
     for name in ("config.json", "preprocessor_config.json"):  # no remote code to point at

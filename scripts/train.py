@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         dotted.append(f"optimization.learning_rate={args.learning_rate}")
     if args.init_from is not None:
         dotted.append(f"model.init_from={args.init_from}")
-    command = "accelerate launch scripts/train.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    # The command that reproduces the run: resuming does not change the result, so it is left out.
+    words = list(argv if argv is not None else sys.argv[1:])
+    if "--resume-from-checkpoint" in words:
+        at = words.index("--resume-from-checkpoint")
+        del words[at:at + 2]
+    command = "accelerate launch scripts/train.py " + " ".join(shlex.quote(a) for a in words)
     try:
         config = load_training_config(args.config, overrides, dotted)
         config.check_paths()
