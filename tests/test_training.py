@@ -4,6 +4,7 @@ processes with several datasets, and initialisation from every kind of checkpoin
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -362,3 +363,17 @@ def test_every_shipped_training_recipe_parses_and_builds_its_model_config():
         config = load_training_config(path)
         model_config = model_config_from(config)
         assert model_config.head_names == [d.name for d in config.datasets], path.name
+
+
+def test_bf16_mixed_precision_with_gradient_accumulation_runs_to_the_end(tmp_path):
+    recipe = tiny_recipe(tmp_path, max_steps=2, checkpointing_steps=None)
+    for dataset in recipe["datasets"]:
+        dataset.pop("val_annotation_file"), dataset.pop("val_image_root"), dataset.pop("val_synthetic")
+    result = run_train("--config", str(write_recipe(tmp_path, recipe)), "--mixed-precision", "bf16",
+                       "--gradient-accumulation-steps", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2]
+    assert all(math.isfinite(entry["loss"]) and entry["loss"] > 0 for entry in log)
+    saved = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    assert all(w.dtype == torch.float32 for w in saved.values() if w.is_floating_point())  # autocast keeps float32 weights
