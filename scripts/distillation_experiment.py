@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     results["rows"]["teacher"] = {"what": "teacher, its own input size", **native}
     results["rows"]["teacher@student"] = {"what": f"teacher at {image_size[0]}x{image_size[1]}", **at_student_size}
 
-    token_dir = output_dir / "token"
+    token_dir = output_dir / "stage_a"
     seconds = train(TOKEN_CONFIG, token_dir, args.token_steps, args.seed, [f"distillation.teacher={teacher}"],
                     args.threads)
     with_token = evaluate(token_dir / "final", test.val_annotation_file, test.val_image_root)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     common = [f"distillation.teacher={teacher}", f"distillation.token_from={token_dir / 'final'}"]
     for name in args.runs:
-        run_dir = output_dir / name
+        run_dir = output_dir / f"student_{name}"
         seconds = train(STUDENT_CONFIG, run_dir, args.student_steps, args.seed, common + RUNS[name],  # later wins
                         args.threads)
         metrics = json.loads((run_dir / "eval_results.json").read_text())[test.name]
