@@ -88,22 +88,24 @@ def evaluate(model_path: Path, annotation_file: str, image_root: str, image_size
 
 
 def train(config: Path, output_dir: Path, steps: int, seed: int, sets: list[str], threads: int) -> float:
-    """One `scripts/train.py` run; returns its wall time in seconds. A run that finished before (same folder) is
-    kept, so an interrupted experiment resumes where it stopped."""
-    timing = output_dir / "experiment_seconds.txt"
-    if timing.is_file() and (output_dir / "final" / "config.json").is_file():
-        return float(timing.read_text())
+    """One `scripts/train.py` run; returns its wall time in seconds. A run that finished before in the same folder
+    with the same command is kept, so an interrupted experiment resumes where it stopped."""
     milestones = [int(steps * 0.8), int(steps * 0.95)]
     command = [sys.executable, str(REPO / "scripts" / "train.py"), "--config", str(config), "--output-dir",
                str(output_dir), "--max-steps", str(steps), "--seed", str(seed),
                "--set", f"optimization.lr_decay_milestones={milestones}"]
     for item in sets:
         command += ["--set", item]
+    record = output_dir / "experiment_run.json"
+    if record.is_file() and (output_dir / "final" / "config.json").is_file():
+        done = json.loads(record.read_text())
+        if done["command"] == command[1:]:
+            return float(done["seconds"])
     print("$", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     seconds = time.perf_counter() - start
-    timing.write_text(f"{seconds:.1f}\n")
+    record.write_text(json.dumps({"command": command[1:], "seconds": round(seconds, 1)}) + "\n")
     return seconds
 
 
