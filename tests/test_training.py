@@ -377,3 +377,11 @@ def test_bf16_mixed_precision_with_gradient_accumulation_runs_to_the_end(tmp_pat
     assert all(math.isfinite(entry["loss"]) and entry["loss"] > 0 for entry in log)
     saved = load_file(tmp_path / "run" / "final" / "model.safetensors")
     assert all(w.dtype == torch.float32 for w in saved.values() if w.is_floating_point())  # autocast keeps float32 weights
+
+
+def test_knowledge_tokens_are_new_weights_at_the_full_learning_rate():
+    config = VitPoseConfig(**tiny_config_kwargs(num_knowledge_tokens=1))
+    settings = parameter_settings(VitPoseModel(config), 0.1, 0.5)
+    assert settings["vit.embeddings.knowledge_tokens"].lr_scale == 1.0
+    assert settings["vit.embeddings.knowledge_tokens"].weight_decay == 0.0
+    assert settings["vit.embeddings.position_embeddings"].lr_scale == 0.5 ** 3

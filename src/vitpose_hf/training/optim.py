@@ -2,8 +2,9 @@
 
 Layer ids follow the original's `LayerDecayOptimizerConstructor` with `num_layers = depth + 2`: the patch and
 position embeddings are layer 0, block i is layer i + 1, everything else (the last LayerNorm, the heads) is layer
-depth + 1, and a parameter's lr is scaled by `rate ** (depth + 1 - layer_id)`. One-dimensional parameters, biases and
-the position embeddings (and knowledge tokens, which are embeddings too) get no weight decay.
+depth + 1, and a parameter's lr is scaled by `rate ** (depth + 1 - layer_id)`. Knowledge tokens (distillation) are
+new rather than pre-trained, so they take the top id and the full lr. One-dimensional parameters, biases and the
+position embeddings (and knowledge tokens, which are embeddings too) get no weight decay.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ def default_layer_decay_rate(variant: str) -> float:
 
 
 def layer_id(name: str, num_hidden_layers: int) -> int:
-    """The original's layer id of a parameter of `VitPoseModel` (or `VitPoseBackbone`)."""
+    """The original's layer id of a parameter of `VitPoseModel` (or `VitPoseBackbone`).
+
+    Knowledge tokens are not pre-trained weights: like the heads they get the top id, hence the full learning rate.
+    """
+    if "knowledge_tokens" in name:
+        return num_hidden_layers + 1
     if ".embeddings." in f".{name}":
         return 0
     block = _BLOCK.search(name)
