@@ -21,6 +21,10 @@ _EXPORTS = {
     "layer_decay_parameter_groups": "optim",
     "parameter_settings": "optim",
     "apply_freeze": "optim",
+    "build_distiller": "distillation",
+    "VitPoseMaskedAutoencoder": "mae",
+    "load_mae_config": "mae",
+    "pretrain": "mae",
     "NonFiniteLossError": "trainer",
     "train": "trainer",
 }
