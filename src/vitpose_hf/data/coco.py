@@ -71,13 +71,15 @@ class LoadReport:
         return f"{self.annotation_file}: {self.num_samples} samples; skipped: {skipped}"
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: str | Path, what: str = "Annotation file") -> Any:
+    """A JSON file, or an error naming it (`what` says which file it is meant to be)."""
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Annotation file {str(path)!r} does not exist.")
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise AnnotationError(f"Annotation file {str(path)!r} is not valid JSON: {error}") from error
+        raise AnnotationError(f"{what} {str(path)!r} is not valid JSON: {error}") from error
 
 
 def _coco_index(data: Any, source: str) -> COCO:
@@ -231,7 +233,7 @@ def load_keypoint_samples(
 ) -> tuple[list[dict], LoadReport]:
     """Read an annotation file of `format` "coco", "mpii" (mmpose json) or "aic" (AI Challenger json)."""
     annotation_file = Path(annotation_file)
-    data = _read_json(annotation_file)
+    data = read_json(annotation_file)
     if format == "mpii":
         data = mpii_to_coco(data, source=str(annotation_file))
     elif format == "aic":

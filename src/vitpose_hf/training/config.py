@@ -13,7 +13,9 @@ model is built, so a typo never costs a training run.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import shlex
 import types
 import typing
 from dataclasses import dataclass, field
@@ -99,8 +101,9 @@ class OptimizationSection:
 
 
 @dataclass
-class TrainingConfig:
-    """A whole training run; see the module docstring for the sections."""
+class RunSection:
+    """The keys of every run, training or MAE pre-training: where it writes, how long it runs, batch, precision,
+    checkpoints, evaluation and logging cadence, trackers, the datasets and their augmentation."""
 
     output_dir: str = "outputs/vitpose"
     seed: int = 0
@@ -115,14 +118,20 @@ class TrainingConfig:
     checkpointing_steps: int | None = 1000
     checkpoints_total_limit: int | None = 2
     eval_steps: int | None = None
-    eval_batch_size: int = 64
-    eval_flip_test: bool = True
     report_to: str | None = None
     push_to_hub: str | None = None
-    model: ModelSection = field(default_factory=ModelSection)
     datasets: list[DatasetSection] = field(default_factory=list)
-    optimization: OptimizationSection = field(default_factory=OptimizationSection)
     augmentation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingConfig(RunSection):
+    """A whole training run; see the module docstring for the sections."""
+
+    eval_batch_size: int = 64
+    eval_flip_test: bool = True
+    model: ModelSection = field(default_factory=ModelSection)
+    optimization: OptimizationSection = field(default_factory=OptimizationSection)
     distillation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -272,3 +281,45 @@ def load_training_config(
 def save_training_config(config: Any, path: str | Path) -> None:
     """Write a config dataclass back as YAML (what a run actually used, overrides included)."""
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+
+
+# The command line of the run scripts (scripts/train.py, scripts/pretrain_mae.py) -----------------------------------
+def add_run_arguments(parser: argparse.ArgumentParser, config_help: str, set_example: str) -> None:
+    """The options both run scripts share; each maps onto a config key (`run_overrides`)."""
+    parser.add_argument("--config", required=True, help=config_help)
+    parser.add_argument("--output-dir", help="where checkpoints, logs and final/ go")
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides num_epochs)")
+    parser.add_argument("--num-epochs", type=int)
+    parser.add_argument("--per-device-batch-size", type=int)
+    parser.add_argument("--gradient-accumulation-steps", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--num-workers", type=int)
+    parser.add_argument("--checkpointing-steps", type=int)
+    parser.add_argument("--eval-steps", type=int)
+    parser.add_argument("--resume-from-checkpoint", help="'latest' or a checkpoint folder of this run")
+    parser.add_argument("--report-to", help="tracker for accelerate: tensorboard, trackio, wandb, all, ...")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="push OUTPUT/final with its model card at the end")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"any other config key, dotted (e.g. {set_example}); repeatable")
+
+
+def run_overrides(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """(top-level overrides, dotted overrides) of the options `add_run_arguments` defines."""
+    keys = ("output_dir", "max_steps", "num_epochs", "per_device_batch_size", "seed", "num_workers",
+            "gradient_accumulation_steps", "mixed_precision", "checkpointing_steps", "eval_steps", "report_to",
+            "push_to_hub")
+    dotted = list(args.set)
+    if args.learning_rate is not None:
+        dotted.append(f"optimization.learning_rate={args.learning_rate}")
+    return {key: getattr(args, key) for key in keys}, dotted
+
+
+def reproduce_command(script: str, argv: list[str]) -> str:
+    """The command that reproduces a run: resuming does not change the result, so it is left out."""
+    words = list(argv)
+    if "--resume-from-checkpoint" in words:
+        at = words.index("--resume-from-checkpoint")
+        del words[at:at + 2]
+    return f"accelerate launch {script} " + " ".join(shlex.quote(word) for word in words)

@@ -39,7 +39,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from ..codec import box_to_center_scale
-from ..data.coco import load_keypoint_samples
+from ..data.coco import load_keypoint_samples, read_json
 from ..data.converters import AnnotationError, aic_to_coco, mpii_to_coco
 from ..data.transforms import load_image
 from ..image_processing_vitpose import VitPoseImageProcessor
@@ -219,12 +219,7 @@ def load_detection_boxes(
     source = "<detections>"
     if isinstance(path_or_list, (str, Path)):
         source = str(path_or_list)
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"Detection file {source!r} does not exist.")
-        try:
-            entries = json.loads(Path(source).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"Detection file {source!r} is not valid JSON: {error}") from error
+        entries = read_json(source, "Detection file")
     else:
         entries = path_or_list
     if not isinstance(entries, (list, tuple)):
@@ -355,12 +350,7 @@ def _load_coco(coco_gt: str | Path | Mapping[str, Any] | COCO, verbose: bool) ->
         return coco_gt
     if isinstance(coco_gt, (str, Path)):
         source = str(coco_gt)
-        if not Path(source).is_file():
-            raise FileNotFoundError(f"Ground-truth file {source!r} does not exist.")
-        try:
-            coco_gt = json.loads(Path(source).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise AnnotationError(f"Ground-truth file {source!r} is not valid JSON: {error}") from error
+        coco_gt = read_json(source, "Ground-truth file")
     else:
         source = "<ground truth>"
     coco = COCO()

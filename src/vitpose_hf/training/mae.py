@@ -37,11 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig
 from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder, build_2d_sinusoidal_position_embedding
@@ -49,22 +46,22 @@ from transformers.utils import ModelOutput
 
 from ..configuration_vitpose import VitPoseConfig
 from ..data.coco import load_keypoint_dataset
-from ..data.mixing import collate_keypoints
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownAugmentation
 from ..image_processing_vitpose import VitPoseImageProcessor
 from ..modeling_vitpose import VitPoseBackbone
-from .config import ConfigError, DatasetSection, TrainingConfig, load_config, save_training_config
+from .config import ConfigError, RunSection, TrainingConfig, load_config, save_training_config
 from .initialization import initialize_model
 from .optim import layer_decay_parameter_groups
 from .trainer import (
     NonFiniteLossError,
-    TrainingProgress,
+    build_loader,
     build_train_data,
     dataset_layout,
-    ensure_synthetic_data,
-    resolve_checkpoint,
+    record_logs,
+    restore_run,
     save_checkpoint,
     set_train_mode,
+    start_run,
 )
 
 logger = logging.getLogger(__name__)
@@ -122,33 +119,19 @@ class MAEOptimizationSection:
 
 
 @dataclass
-class MAEPretrainingConfig:
+class MAEPretrainingConfig(RunSection):
     """A whole MAE pre-training run. The run keys mean what they mean in `TrainingConfig`; `datasets` are the
     training script's dataset sections (their validation split, when given, provides the evaluation crops);
     `eval_samples` crops are reconstructed at each evaluation, the first `num_reconstruction_images` of them drawn."""
 
     output_dir: str = "outputs/mae"
-    seed: int = 0
-    per_device_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
     num_epochs: int | None = 1600
-    max_steps: int | None = None
-    samples_per_epoch: int | None = None
-    mixed_precision: str = "no"
-    num_workers: int = 2
-    logging_steps: int = 20
-    checkpointing_steps: int | None = 1000
-    checkpoints_total_limit: int | None = 2
-    eval_steps: int | None = None
+    augmentation: dict[str, Any] = field(default_factory=lambda: dict(MAE_AUGMENTATION))
     eval_samples: int = 64
     num_reconstruction_images: int = 8
-    report_to: str | None = None
-    push_to_hub: str | None = None
     model: MAEModelSection = field(default_factory=MAEModelSection)
     mae: MAESection = field(default_factory=MAESection)
-    datasets: list[DatasetSection] = field(default_factory=list)
     optimization: MAEOptimizationSection = field(default_factory=MAEOptimizationSection)
-    augmentation: dict[str, Any] = field(default_factory=lambda: dict(MAE_AUGMENTATION))
 
     def __post_init__(self) -> None:
         self.validate()
@@ -544,20 +527,7 @@ def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = 
     """Run the MAE pre-training of `config`; returns the last evaluation ({"eval_loss": ...})."""
     config.check_paths()
     output_dir = Path(config.output_dir)
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with=config.report_to, project_dir=str(output_dir),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger("vitpose_hf").setLevel(logging.WARNING)
-    set_seed(config.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for section in config.datasets:
-            ensure_synthetic_data(section)
-        save_training_config(config, output_dir / "mae_config.yaml")
-    accelerator.wait_for_everyone()
+    accelerator = start_run(config, "mae_config.yaml")
 
     # Data first: an empty dataset or a bad annotation fails before any model is built.
     backbone_config = backbone_config_from(config)
@@ -565,38 +535,12 @@ def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = 
     dataset, sampler, transforms = build_train_data(config, backbone_config, accelerator.process_index,
                                                     accelerator.num_processes)
     eval_crops = evaluation_crops(config, backbone_config) if accelerator.is_main_process else None
-    loader = DataLoader(
-        dataset, batch_size=config.per_device_batch_size, sampler=sampler, collate_fn=collate_keypoints,
-        num_workers=config.num_workers, drop_last=True, pin_memory=accelerator.device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    batches_per_epoch = len(sampler) // config.per_device_batch_size
-    steps_per_epoch = batches_per_epoch // config.gradient_accumulation_steps
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"An epoch of {len(sampler)} crops per process cannot fill one optimizer step of "
-            f"{config.per_device_batch_size} x {config.gradient_accumulation_steps}; lower the batch size or raise "
-            "samples_per_epoch."
-        )
-    max_steps = config.max_steps if config.max_steps is not None else config.num_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_steps / steps_per_epoch)
+    loader, steps_per_epoch, max_steps, num_epochs = build_loader(config, dataset, sampler, accelerator)
 
     model = build_mae_model(config)
     optimizer, scheduler = build_mae_optimizer(model, config.optimization, max_steps, steps_per_epoch)
     model, optimizer = accelerator.prepare(model, optimizer)
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(scheduler, progress)
-    signature = {"per_device_batch_size": config.per_device_batch_size, "num_processes": accelerator.num_processes,
-                 "gradient_accumulation_steps": config.gradient_accumulation_steps, "seed": config.seed}
-    last_checkpoint = None
-    if resume_from_checkpoint:
-        last_checkpoint = resolve_checkpoint(resume_from_checkpoint, output_dir)
-        accelerator.load_state(str(last_checkpoint))
-        if progress.data_signature and progress.data_signature != signature:
-            raise ValueError(f"Checkpoint {last_checkpoint} was written with {progress.data_signature}, this run has "
-                             f"{signature}: the data position cannot be restored.")
-        logger.info("Resumed from %s at step %d", last_checkpoint, progress.completed_steps)
-    progress.data_signature = signature
+    progress, last_checkpoint = restore_run(accelerator, config, scheduler, resume_from_checkpoint)
 
     opt = config.optimization
     if config.report_to:
@@ -654,12 +598,7 @@ def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = 
                 if grad_norm is not None:
                     logs["grad_norm"] = float(grad_norm)
                 bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs['lr']:.3g}")
-                if accelerator.is_main_process:
-                    logger.info("step %d: %s", step, json.dumps({k: round(v, 6) for k, v in logs.items()}))
-                    with open(output_dir / "train_log.jsonl", "a") as handle:
-                        handle.write(json.dumps({"step": step, **logs}) + "\n")
-                if config.report_to:
-                    accelerator.log(logs, step=step)
+                record_logs(accelerator, config, step, logs)
                 window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
             if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < max_steps:
                 last_checkpoint = save_checkpoint(accelerator, output_dir, step, config.checkpoints_total_limit)

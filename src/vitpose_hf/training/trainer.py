@@ -162,6 +162,85 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, total
     return final
 
 
+# Run set-up shared by the training and MAE pre-training loops ------------------------------------------------------
+def start_run(config: Any, config_file: str) -> Accelerator:
+    """The accelerator of a run, logging, seeding, the output folder, synthetic data and the config as run."""
+    output_dir = Path(config.output_dir)
+    # Without an accelerator, processes started by `accelerate launch --multi_gpu` / torchrun join over gloo.
+    accelerator = Accelerator(
+        cpu=not torch.accelerator.is_available(), mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, log_with=config.report_to,
+        project_dir=str(output_dir),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not accelerator.is_main_process:
+        logging.getLogger("vitpose_hf").setLevel(logging.WARNING)
+    set_seed(config.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for section in config.datasets:
+            ensure_synthetic_data(section)
+        save_training_config(config, output_dir / config_file)
+    accelerator.wait_for_everyone()
+    return accelerator
+
+
+def build_loader(
+    config: Any, dataset, sampler: MixingSampler, accelerator: Accelerator
+) -> tuple[DataLoader, int, int, int]:
+    """The DataLoader (with its own generator, so that creating iterators never touches the global RNG) and the
+    run's length: (loader, steps per epoch, max steps, epochs)."""
+    loader = DataLoader(
+        dataset, batch_size=config.per_device_batch_size, sampler=sampler, collate_fn=collate_keypoints,
+        num_workers=config.num_workers, drop_last=True, pin_memory=accelerator.device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed), persistent_workers=False,
+    )
+    steps_per_epoch = len(sampler) // config.per_device_batch_size // config.gradient_accumulation_steps
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"An epoch of {len(sampler)} draws per process cannot fill one optimizer step of "
+            f"{config.per_device_batch_size} x {config.gradient_accumulation_steps} samples; lower the batch size "
+            "or raise samples_per_epoch."
+        )
+    max_steps = config.max_steps if config.max_steps is not None else config.num_epochs * steps_per_epoch
+    return loader, steps_per_epoch, max_steps, math.ceil(max_steps / steps_per_epoch)
+
+
+def restore_run(
+    accelerator: Accelerator, config: Any, scheduler, resume_from_checkpoint: str | None
+) -> tuple[TrainingProgress, Path | None]:
+    """Register what checkpoints hold besides model and optimizer, and load the checkpoint to resume from.
+
+    The data position follows from the step count only while batch size, processes, accumulation and seed are the
+    same: a checkpoint written with others is refused."""
+    progress = TrainingProgress()
+    accelerator.register_for_checkpointing(scheduler, progress)
+    signature = {"per_device_batch_size": config.per_device_batch_size, "num_processes": accelerator.num_processes,
+                 "gradient_accumulation_steps": config.gradient_accumulation_steps, "seed": config.seed}
+    last_checkpoint = None
+    if resume_from_checkpoint:
+        last_checkpoint = resolve_checkpoint(resume_from_checkpoint, config.output_dir)
+        accelerator.load_state(str(last_checkpoint))
+        if progress.data_signature and progress.data_signature != signature:
+            raise ValueError(
+                f"Checkpoint {last_checkpoint} was written with {progress.data_signature}, this run has {signature}: "
+                "the data position cannot be restored."
+            )
+        logger.info("Resumed from %s at step %d", last_checkpoint, progress.completed_steps)
+    progress.data_signature = signature
+    return progress, last_checkpoint
+
+
+def record_logs(accelerator: Accelerator, config: Any, step: int, logs: dict[str, float]) -> None:
+    """Training metrics of a logging window: the log, OUTPUT/train_log.jsonl and the trackers."""
+    if accelerator.is_main_process:
+        logger.info("step %d: %s", step, json.dumps({k: round(v, 6) for k, v in logs.items()}))
+        with open(Path(config.output_dir) / "train_log.jsonl", "a") as handle:
+            handle.write(json.dumps({"step": step, **logs}) + "\n")
+    if config.report_to:
+        accelerator.log(logs, step=step)
+
+
 # Evaluation -------------------------------------------------------------------------------------------------------
 def evaluate_datasets(model, processor, config: TrainingConfig) -> dict[str, dict[str, float]]:
     """Keypoint AP (or PCKh) of every dataset with a validation split, with flip test, on this process."""
@@ -198,22 +277,7 @@ def train(config: TrainingConfig, resume_from_checkpoint: str | None = None, com
     """Run the training described by `config`; returns the final evaluation results."""
     config.check_paths()
     output_dir = Path(config.output_dir)
-    # Without an accelerator, processes started by `accelerate launch --multi_gpu` / torchrun join over gloo.
-    accelerator = Accelerator(
-        cpu=not torch.accelerator.is_available(), mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with=config.report_to, project_dir=str(output_dir),
-    )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    if not accelerator.is_main_process:
-        logging.getLogger("vitpose_hf").setLevel(logging.WARNING)
-    set_seed(config.seed)
-
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for section in config.datasets:
-            ensure_synthetic_data(section)
-        save_training_config(config, output_dir / "training_config.yaml")
-    accelerator.wait_for_everyone()
+    accelerator = start_run(config, "training_config.yaml")
 
     distiller = None
     if config.distillation:
@@ -233,21 +297,7 @@ def train(config: TrainingConfig, resume_from_checkpoint: str | None = None, com
 
     dataset, sampler, transforms = build_train_data(config, model_config, accelerator.process_index,
                                                     accelerator.num_processes)
-    loader = DataLoader(
-        dataset, batch_size=config.per_device_batch_size, sampler=sampler, collate_fn=collate_keypoints,
-        num_workers=config.num_workers, drop_last=True, pin_memory=accelerator.device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed), persistent_workers=False,
-    )
-    batches_per_epoch = len(sampler) // config.per_device_batch_size
-    steps_per_epoch = batches_per_epoch // config.gradient_accumulation_steps
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"An epoch of {len(sampler)} draws per process cannot fill one optimizer step of "
-            f"{config.per_device_batch_size} x {config.gradient_accumulation_steps} samples; lower the batch size "
-            "or raise samples_per_epoch."
-        )
-    max_steps = config.max_steps if config.max_steps is not None else config.num_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_steps / steps_per_epoch)
+    loader, steps_per_epoch, max_steps, num_epochs = build_loader(config, dataset, sampler, accelerator)
 
     opt = config.optimization
     milestones = opt.lr_decay_milestones if opt.lr_decay_unit == "steps" else epochs_to_steps(
@@ -259,22 +309,7 @@ def train(config: TrainingConfig, resume_from_checkpoint: str | None = None, com
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     # The scheduler counts optimizer steps itself (accelerate would step it once per process).
-    progress = TrainingProgress()
-    accelerator.register_for_checkpointing(scheduler, progress)
-    signature = {"per_device_batch_size": config.per_device_batch_size, "num_processes": accelerator.num_processes,
-                 "gradient_accumulation_steps": config.gradient_accumulation_steps, "seed": config.seed}
-
-    last_checkpoint = None
-    if resume_from_checkpoint:
-        last_checkpoint = resolve_checkpoint(resume_from_checkpoint, output_dir)
-        accelerator.load_state(str(last_checkpoint))
-        if progress.data_signature and progress.data_signature != signature:
-            raise ValueError(
-                f"Checkpoint {last_checkpoint} was written with {progress.data_signature}, this run has {signature}: "
-                "the data position cannot be restored."
-            )
-        logger.info("Resumed from %s at step %d", last_checkpoint, progress.completed_steps)
-    progress.data_signature = signature
+    progress, last_checkpoint = restore_run(accelerator, config, scheduler, resume_from_checkpoint)
 
     if config.report_to:
         accelerator.init_trackers(output_dir.name, config={"learning_rate": opt.learning_rate,
@@ -344,12 +379,7 @@ def train(config: TrainingConfig, resume_from_checkpoint: str | None = None, com
                     logs["grad_norm"] = float(grad_norm)
                 logs["epoch"] = epoch
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "loss_gt", "loss_distill", "lr")})
-                if accelerator.is_main_process:
-                    logger.info("step %d: %s", step, json.dumps({k: round(v, 6) for k, v in logs.items()}))
-                    with open(output_dir / "train_log.jsonl", "a") as handle:
-                        handle.write(json.dumps({"step": step, **logs}) + "\n")
-                if config.report_to:
-                    accelerator.log(logs, step=step)
+                record_logs(accelerator, config, step, logs)
                 window, window_count, window_start = {}, 0, time.perf_counter()
 
             if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < max_steps:
