@@ -57,6 +57,8 @@ from .trainer import (
     build_loader,
     build_train_data,
     dataset_layout,
+    finish_run,
+    periodic_work,
     record_logs,
     restore_run,
     save_checkpoint,
@@ -600,10 +602,10 @@ def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = 
                 bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs['lr']:.3g}")
                 record_logs(accelerator, config, step, logs)
                 window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-            if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < max_steps:
-                last_checkpoint = save_checkpoint(accelerator, output_dir, step, config.checkpoints_total_limit)
-            if config.eval_steps and step % config.eval_steps == 0 and step < max_steps:
-                _evaluate_and_record(accelerator, model, eval_crops, config, output_dir, step)
+            last_checkpoint = periodic_work(
+                accelerator, config, step, max_steps,
+                lambda: _evaluate_and_record(accelerator, model, eval_crops, config, output_dir, step),
+            ) or last_checkpoint
             if step >= max_steps:
                 break
     bar.close()
@@ -611,17 +613,8 @@ def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = 
     save_checkpoint(accelerator, output_dir, progress.completed_steps, config.checkpoints_total_limit)
     results = _evaluate_and_record(accelerator, model, eval_crops, config, output_dir, progress.completed_steps)
     if accelerator.is_main_process:
-        final = output_dir / "final"
-        save_pretrained_encoder(accelerator.unwrap_model(model), final, config, results, command)
-        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        if config.push_to_hub:
-            from huggingface_hub import upload_folder
-
-            upload_folder(repo_id=config.push_to_hub, folder_path=final,
-                          commit_message=f"MAE pre-training {output_dir.name}, step {progress.completed_steps}")
-    accelerator.wait_for_everyone()
-    if config.report_to:
-        accelerator.end_training()
+        save_pretrained_encoder(accelerator.unwrap_model(model), output_dir / "final", config, results, command)
+    finish_run(accelerator, config, results, f"MAE pre-training {output_dir.name}, step {progress.completed_steps}")
     return results
 
 

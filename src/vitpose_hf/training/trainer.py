@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -231,6 +232,19 @@ def restore_run(
     return progress, last_checkpoint
 
 
+def periodic_work(
+    accelerator: Accelerator, config: Any, step: int, max_steps: int, evaluate: Callable[[], Any]
+) -> Path | None:
+    """Checkpoint and evaluate where their cadence falls (the last step is the end of the run's business).
+    Returns the checkpoint written, if any."""
+    checkpoint = None
+    if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < max_steps:
+        checkpoint = save_checkpoint(accelerator, Path(config.output_dir), step, config.checkpoints_total_limit)
+    if config.eval_steps and step % config.eval_steps == 0 and step < max_steps:
+        evaluate()
+    return checkpoint
+
+
 def record_logs(accelerator: Accelerator, config: Any, step: int, logs: dict[str, float]) -> None:
     """Training metrics of a logging window: the log, OUTPUT/train_log.jsonl and the trackers."""
     if accelerator.is_main_process:
@@ -382,29 +396,35 @@ def train(config: TrainingConfig, resume_from_checkpoint: str | None = None, com
                 record_logs(accelerator, config, step, logs)
                 window, window_count, window_start = {}, 0, time.perf_counter()
 
-            if config.checkpointing_steps and step % config.checkpointing_steps == 0 and step < max_steps:
-                last_checkpoint = save_checkpoint(accelerator, output_dir, step, config.checkpoints_total_limit)
-            if config.eval_steps and step % config.eval_steps == 0 and step < max_steps:
-                _evaluate_and_record(accelerator, model, model_config, config, output_dir, step)
+            last_checkpoint = periodic_work(
+                accelerator, config, step, max_steps,
+                lambda: _evaluate_and_record(accelerator, model, model_config, config, output_dir, step),
+            ) or last_checkpoint
             if step >= max_steps:
                 break
     bar.close()
 
-    last_checkpoint = save_checkpoint(accelerator, output_dir, progress.completed_steps, config.checkpoints_total_limit)
+    save_checkpoint(accelerator, output_dir, progress.completed_steps, config.checkpoints_total_limit)
     results = _evaluate_and_record(accelerator, model, model_config, config, output_dir, progress.completed_steps)
     if accelerator.is_main_process:
         save_final_model(accelerator.unwrap_model(model), output_dir / "final", config, results, command)
+    finish_run(accelerator, config, results, f"Training run {output_dir.name}, step {progress.completed_steps}")
+    return results
+
+
+def finish_run(accelerator: Accelerator, config: Any, results: dict, message: str) -> None:
+    """After OUTPUT/final is written: OUTPUT/eval_results.json, the optional Hub push, closing the trackers."""
+    output_dir = Path(config.output_dir)
+    if accelerator.is_main_process:
         if results:
             (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         if config.push_to_hub:
             from huggingface_hub import upload_folder
 
-            upload_folder(repo_id=config.push_to_hub, folder_path=output_dir / "final",
-                          commit_message=f"Training run {output_dir.name}, step {progress.completed_steps}")
+            upload_folder(repo_id=config.push_to_hub, folder_path=output_dir / "final", commit_message=message)
     accelerator.wait_for_everyone()
     if config.report_to:
         accelerator.end_training()
-    return results
 
 
 def _evaluate_and_record(accelerator, model, model_config, config, output_dir: Path, step: int) -> dict:
