@@ -38,13 +38,17 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def interleaved_timings(functions: dict[str, callable], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each function, alternating between them so that background load hits all alike."""
+    """Median seconds per call of each function, alternating between them so that background load hits all alike.
+
+    The order is reversed on every other round so that no function always runs first (or always after another).
+    """
     for _ in range(warmup):
         for fn in functions.values():
             fn()
     times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
+    items = list(functions.items())
+    for round_index in range(repeats):
+        for name, fn in items if round_index % 2 == 0 else items[::-1]:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

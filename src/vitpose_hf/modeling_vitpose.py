@@ -190,7 +190,8 @@ class VitPoseEmbeddings(nn.Module):
             )
         embeddings = self.projection(pixel_values.to(self.projection.weight.dtype))
         grid = (embeddings.shape[2], embeddings.shape[3])
-        embeddings = embeddings.flatten(2).transpose(1, 2)
+        # Contiguous tokens: otherwise the residual stream inherits the transposed layout and every LayerNorm copies.
+        embeddings = embeddings.flatten(2).transpose(1, 2).contiguous()
         embeddings = embeddings + resize_position_embeddings(self.position_embeddings, self.grid, grid)
         if self.knowledge_tokens is not None:
             tokens = self.knowledge_token_embeddings().to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
