@@ -7,7 +7,7 @@
 Files are read with `torch.load(weights_only=True)`. Every original weight is kept (all heads, all ViTPose+ experts)
 unless `--split-dataset NAME` asks for a dense single-dataset model. `--variant auto` reads the architecture from the
 key names and shapes; released sizes imply their attention heads, other sizes need `--num-attention-heads`.
-The mapping itself lives in `vitpose_hf.conversion` (shared with training initialisation); this is a thin wrapper.
+The mapping itself lives in `vitpose_hf.convert` (shared with training initialisation); this is a thin wrapper.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import sys
 
 from vitpose_hf import VARIANTS
-from vitpose_hf.conversion import OriginalCheckpointError, VerificationError, convert_original_checkpoint
+from vitpose_hf.convert import OriginalCheckpointError, VerificationError, convert_original_checkpoint
 
 # Published reference outputs on COCO val2017 image 000000000139.jpg
 # (http://images.cocodataset.org/val2017/000000000139.jpg), with these two person boxes (x, y, width, height), flip

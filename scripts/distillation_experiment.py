@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from vitpose_hf import VitPoseImageProcessor, VitPoseModel
 from vitpose_hf.training.config import load_training_config
-from vitpose_hf.training.evaluation import evaluate_keypoint_dataset
+from vitpose_hf.evaluation import evaluate_keypoint_dataset
 from vitpose_hf.training.trainer import ensure_synthetic_data, model_config_from
 
 REPO = Path(__file__).resolve().parents[1]

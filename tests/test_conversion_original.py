@@ -23,7 +23,7 @@ from huggingface_hub import ModelCard
 from torch import nn
 
 from vitpose_hf import VARIANTS, VitPoseBackbone, VitPoseConfig, VitPoseModel
-from vitpose_hf.conversion import (
+from vitpose_hf.convert import (
     OriginalCheckpointError,
     VerificationError,
     convert_original_checkpoint,
@@ -584,7 +584,7 @@ def test_cli_auto_variant_verify_and_split(tmp_path, capsys):
 
 
 def test_verify_detects_a_wrong_conversion():
-    from vitpose_hf.original_reference import check_against_original
+    from vitpose_hf.convert.reference import check_against_original
 
     original = original_model("vitpose-base-coco-aic-mpii")
     config = VitPoseConfig.from_variant("vitpose-base-coco-aic-mpii", **tiny("vitpose-base-coco-aic-mpii"))

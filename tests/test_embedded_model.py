@@ -10,7 +10,7 @@ import pytest
 from vitpose_hf import VitPoseImageProcessor, VitPoseModel
 from vitpose_hf.data import generate_synthetic_dataset
 from vitpose_hf.pipeline import EMBEDDED_MODEL_DIR, default_model_path
-from vitpose_hf.training.evaluation import evaluate_keypoint_dataset
+from vitpose_hf.evaluation import evaluate_keypoint_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 # configs/synthetic_cpu.yaml trains on seed 0 and validates on seed 1; this seed is used nowhere else.

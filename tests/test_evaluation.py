@@ -18,7 +18,7 @@ from vitpose_hf.data import generate_synthetic_dataset, load_keypoint_samples
 from vitpose_hf.data.transforms import load_image
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.keypoints import KeypointLayout
-from vitpose_hf.training.evaluation import (
+from vitpose_hf.evaluation import (
     COCO_METRIC_NAMES,
     coco_keypoint_eval,
     evaluate_keypoint_dataset,

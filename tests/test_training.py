@@ -18,7 +18,7 @@ import yaml
 from safetensors.torch import load_file
 
 from vitpose_hf import VitPoseConfig, VitPoseModel
-from vitpose_hf.conversion import original_key_to_ours
+from vitpose_hf.convert import original_key_to_ours
 from vitpose_hf.training.config import ConfigError, load_training_config
 from vitpose_hf.training.initialization import initialize_model
 from vitpose_hf.training.optim import (

@@ -1,8 +1,12 @@
 """ViTPose for the Hugging Face ecosystem.
 
 Importing the package registers the model type "vitpose_hf" with transformers' Auto classes, our image processor
-with AutoImageProcessor, and the "keypoint-detection" pipeline. transformers' own "vitpose" model type is untouched.
+with AutoImageProcessor, and the "keypoint-detection" pipeline; it also lets our model classes load transformers'
+built-in "vitpose" checkpoints. transformers' own "vitpose" model type is untouched. Only the model bundle is
+imported here: conversion, data, evaluation and training load when first used.
 """
+
+from __future__ import annotations
 
 from transformers import (
     AutoBackbone,
@@ -14,14 +18,21 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from ._lazy import lazy_exports
 from .configuration_vitpose import VARIANTS, VitPoseConfig
-from .conversion import export_to_transformers
 from .image_processing_vitpose import VitPoseImageProcessor
 from .keypoints import KEYPOINT_LAYOUTS, KeypointLayout, get_layout, register_layout
-from .modeling_vitpose import VitPoseBackbone, VitPoseEstimatorOutput, VitPoseModel
+from .modeling_vitpose import VitPoseBackbone, VitPoseEstimatorOutput, VitPoseModel, VitPosePreTrainedModel
 from .pipeline import KeypointDetectionPipeline, register_pipeline
 
 __version__ = "0.1.0"
+
+
+def _load_builtin_vitpose(cls, path_or_id, strict: bool = True, **kwargs):
+    """transformers' built-in "vitpose" checkpoint -> our class (the converter loads only when one is met)."""
+    from .convert.transformers_format import load_transformers_vitpose
+
+    return load_transformers_vitpose(cls, path_or_id, strict=strict, **kwargs)
 
 
 def _register() -> None:
@@ -29,6 +40,7 @@ def _register() -> None:
     for auto_class in (AutoModel, AutoModelForPoseEstimation, AutoModelForKeypointDetection):
         auto_class.register(VitPoseConfig, VitPoseModel, exist_ok=True)
     AutoBackbone.register(VitPoseConfig, VitPoseBackbone, exist_ok=True)
+    VitPosePreTrainedModel.foreign_checkpoint_loaders["vitpose"] = _load_builtin_vitpose
     # One class serves both backends: it warps with torch and needs no torchvision. Our config class shares its name
     # with the built-in's, so registering looks up the built-in processor too, which warns without torchvision.
     verbosity = hf_logging.get_verbosity()
@@ -48,6 +60,8 @@ def _register() -> None:
 
 
 _register()
+
+__getattr__, __dir__ = lazy_exports(__name__, {"export_to_transformers": "convert.transformers_format"})
 
 __all__ = [
     "KEYPOINT_LAYOUTS", "KeypointDetectionPipeline", "KeypointLayout", "VARIANTS", "VitPoseBackbone", "VitPoseConfig",

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.backbone_utils import BackboneMixin
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -396,6 +398,19 @@ class VitPoseSimpleHead(nn.Module):
         return self.final_layer(features)
 
 
+HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+
+
+def checkpoint_model_type(path_or_id: str | os.PathLike, **kwargs: Any) -> str | None:
+    """The `model_type` in a checkpoint's config.json (None when there is no readable config)."""
+    hub_kwargs = {k: v for k, v in kwargs.items() if k in HUB_KWARGS}
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(str(path_or_id), **hub_kwargs)
+    except (OSError, ValueError):
+        return None
+    return config_dict.get("model_type")
+
+
 class VitPosePreTrainedModel(PreTrainedModel):
     config_class = VitPoseConfig
     config: VitPoseConfig
@@ -407,6 +422,10 @@ class VitPosePreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
+    # Loaders for checkpoints of other model types, by `model_type` (e.g. transformers' built-in "vitpose"):
+    # fn(cls, path_or_id, strict=..., **kwargs) -> model. `import vitpose_hf` installs them, so that this file, which
+    # `save_pretrained` copies as remote code, imports nothing outside the model bundle.
+    foreign_checkpoint_loaders: dict[str, Callable[..., PreTrainedModel]] = {}
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -512,17 +531,15 @@ class VitPosePreTrainedModel(PreTrainedModel):
         `patch_stride` may differ from the checkpoint's, also through a `config` (as `AutoModel` passes overrides):
         the checkpoint loads at its own geometry, then `with_resolution` re-targets it.
         """
-        from .conversion import is_transformers_vitpose_checkpoint, load_transformers_vitpose
-
         geometry = {key: kwargs.pop(key) for key in ("image_size", "patch_stride") if key in kwargs}
-        if is_transformers_vitpose_checkpoint(pretrained_model_name_or_path, **kwargs):
-            model = load_transformers_vitpose(cls, pretrained_model_name_or_path, strict=strict, **kwargs)
+        loader = cls.foreign_checkpoint_loaders.get(checkpoint_model_type(pretrained_model_name_or_path, **kwargs))
+        if loader is not None:
+            model = loader(cls, pretrained_model_name_or_path, strict=strict, **kwargs)
             return model.with_resolution(**geometry, strict=strict) if geometry else model
         config = kwargs.get("config")
         if isinstance(config, VitPoseConfig):
-            hub = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
             stored = VitPoseConfig.from_pretrained(
-                pretrained_model_name_or_path, **{k: kwargs[k] for k in hub if k in kwargs}
+                pretrained_model_name_or_path, **{k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
             )
             if (list(config.image_size), config.patch_stride) != (list(stored.image_size), stored.patch_stride):
                 geometry = {"image_size": config.image_size, "patch_stride": config.patch_stride, **geometry}

@@ -2,7 +2,7 @@
 
 One row per image: `predictions` are that image's COCO keypoint results, `references` its ground-truth annotations
 (a row may have either list empty; detections on an image without people are false positives). The score is
-pycocotools' COCOeval with the OKS sigmas of the keypoint layout, through `vitpose_hf.training.evaluation`.
+pycocotools' COCOeval with the OKS sigmas of the keypoint layout, through `vitpose_hf.evaluation`.
 
     metric = vitpose_hf.metrics.load_keypoint_metric()   # evaluate.load on this file, offline
     metric.add_batch(predictions=[results_of_image_1, ...], references=[annotations_of_image_1, ...])
@@ -17,7 +17,7 @@ import datasets
 import evaluate
 
 from vitpose_hf.keypoints import get_layout
-from vitpose_hf.training.evaluation import coco_keypoint_eval
+from vitpose_hf.evaluation.coco_metric import coco_keypoint_eval
 
 _DESCRIPTION = """COCO keypoint average precision and recall (AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl) from
 object keypoint similarity (OKS) with per-keypoint sigmas, computed by pycocotools' COCOeval."""

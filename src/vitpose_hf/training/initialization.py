@@ -17,13 +17,9 @@ from pathlib import Path
 import torch
 
 from ..configuration_vitpose import VitPoseConfig
-from ..conversion import (
-    convert_original_state_dict,
-    is_transformers_vitpose_checkpoint,
-    load_original_checkpoint,
-    load_transformers_vitpose,
-    vit_to_ours,
-)
+from ..convert.original import convert_original_state_dict, load_original_checkpoint
+from ..convert.transformers_format import is_transformers_vitpose_checkpoint, load_transformers_vitpose
+from ..convert.vit import vit_to_ours
 from ..modeling_vitpose import VitPoseBackbone, VitPoseModel
 
 logger = logging.getLogger(__name__)

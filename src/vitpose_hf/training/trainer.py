@@ -258,7 +258,7 @@ def record_logs(accelerator: Accelerator, config: Any, step: int, logs: dict[str
 # Evaluation -------------------------------------------------------------------------------------------------------
 def evaluate_datasets(model, processor, config: TrainingConfig) -> dict[str, dict[str, float]]:
     """Keypoint AP (or PCKh) of every dataset with a validation split, with flip test, on this process."""
-    from .evaluation import evaluate_keypoint_dataset
+    from ..evaluation.dataset import evaluate_keypoint_dataset
 
     results = {}
     for index, section in enumerate(config.datasets):

@@ -15,6 +15,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+
+class VerificationError(RuntimeError):
+    """A converted model that does not reproduce the original's outputs."""
 
 
 def _layer_norm(x: torch.Tensor, sd: dict, prefix: str, eps: float) -> torch.Tensor:
@@ -111,7 +116,6 @@ def check_against_original(
     Every head is checked on a uniform batch; models with several heads also on a batch that mixes datasets (the
     per-dataset routing of experts and heads). Raises `VerificationError` beyond `atol`.
     """
-    from .conversion import VerificationError
 
     config = model.config
     sd = {k: v.float() for k, v in original_state_dict.items()}
@@ -147,7 +151,6 @@ def check_against_original(
 @torch.no_grad()
 def check_split(split_model, full_model, dataset: str, batch_size: int = 2, seed: int = 0, atol: float = 1e-4) -> float:
     """Max abs heatmap difference between a `split_dataset_expert` model and the full model on that dataset."""
-    from .conversion import VerificationError
 
     config = full_model.config
     generator = torch.Generator().manual_seed(seed)
@@ -170,9 +173,7 @@ def check_published_keypoints(
     the tolerances (image pixels, score) leave room for post-processing details (its heatmap blur differs from the
     original's) while a wrong conversion moves keypoints and scores much further.
     """
-    from PIL import Image
 
-    from .conversion import VerificationError
 
     image = Image.open(image_path).convert("RGB")
     boxes = [list(map(float, box)) for box in expected["boxes"]]

@@ -1,0 +1,141 @@
+"""Batched top-down prediction: samples (image + person box) -> COCO keypoint results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.transforms import load_image
+from ..image_processing_vitpose import VitPoseImageProcessor
+from .nms import rescore
+
+
+def _sample_boxes(samples: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) xywh boxes and (N,) box scores of the samples; errors name the sample."""
+    boxes = np.zeros((len(samples), 4), dtype=np.float64)
+    scores = np.ones(len(samples), dtype=np.float64)
+    for i, sample in enumerate(samples):
+        for key in ("image_path", "image_id", "bbox"):
+            if sample.get(key) is None:
+                raise ValueError(f"Sample {i} has no {key!r} (keys: {sorted(sample)}).")
+        try:
+            boxes[i] = np.asarray(sample["bbox"], dtype=np.float64).reshape(4)
+            scores[i] = float(sample.get("score", 1.0))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Sample {i} ({sample['image_path']!r}): bbox must be 4 numbers [x, y, w, h] and score a number, got "
+                f"{sample['bbox']!r} and {sample.get('score')!r}."
+            ) from None
+        if not (np.isfinite(boxes[i]).all() and boxes[i, 2] > 0 and boxes[i, 3] > 0):
+            raise ValueError(
+                f"Sample {i} ({sample['image_path']!r}): bbox {boxes[i].tolist()} needs width, height > 0."
+            )
+    return boxes, scores
+
+
+def _image_groups(per_image: dict[str, list[int]], batch_size: int) -> Iterator[list[tuple[str, list[int]]]]:
+    """Consecutive images whose boxes fill at most `batch_size` crops (an image with more boxes is alone)."""
+    group: list[tuple[str, list[int]]] = []
+    count = 0
+    for path, indices in per_image.items():
+        if group and count + len(indices) > batch_size:
+            yield group
+            group, count = [], 0
+        group.append((path, indices))
+        count += len(indices)
+    if group:
+        yield group
+
+
+def _heatmaps(
+    model: torch.nn.Module, processor: VitPoseImageProcessor, pixel_values: torch.Tensor, dataset_index: int | str, num_keypoints: int,
+    batch_size: int, flip_test: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Heatmaps of the crops (and of their mirrored copies), `batch_size` crops per forward."""
+    dtype = next(model.parameters()).dtype
+    found, flipped = [], []
+    for start in range(0, len(pixel_values), batch_size):
+        crops = pixel_values[start:start + batch_size].to(dtype)
+        if flip_test:
+            crops = torch.cat([crops, processor.flip_pixel_values(crops)])
+        maps = model(pixel_values=crops, dataset_index=dataset_index).heatmaps[:, :num_keypoints].float()
+        n = len(maps) // 2 if flip_test else len(maps)
+        found.append(maps[:n])
+        flipped.append(maps[n:])
+    return torch.cat(found), (torch.cat(flipped) if flip_test else None)
+
+
+def predict_keypoints(
+    model: torch.nn.Module,
+    processor: VitPoseImageProcessor,
+    samples: Sequence[Mapping[str, Any]],
+    dataset_index: int | str = 0,
+    batch_size: int = 32,
+    flip_test: bool = True,
+    device: str | torch.device | None = None,
+    show_progress: bool = False,
+) -> list[dict]:
+    """Top-down keypoints for every sample (image + person box), as COCO keypoint results.
+
+    Args:
+        model: a `VitPoseModel` (unwrapped from DDP/accelerate); put in eval mode for the call, its mode restored.
+        processor: the `VitPoseImageProcessor` that crops the boxes and decodes the heatmaps.
+        samples: dicts with `image_path`, `image_id`, `bbox` (x, y, w, h) and optionally `score` (detector boxes; 1.0
+            otherwise), e.g. from `vitpose_hf.data.load_keypoint_samples` or `load_detection_boxes`.
+        dataset_index: the head (and keypoint layout) to use, by index or name.
+        batch_size: crops per forward pass (twice that with the flip test, as the pipeline does).
+        flip_test: average the heatmaps with those of the mirrored crops (the paper's setting).
+        device: where crops and the model run; the model's device by default.
+
+    Returns:
+        One result per sample, in the order of `samples`: `{"image_id", "category_id": 1, "keypoints": [x, y, s] * K,
+        "score": rescored person score (see `rescore`), "bbox": [x, y, w, h]}`.
+    """
+    from tqdm.auto import tqdm
+
+    samples = list(samples)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    boxes, box_scores = _sample_boxes(samples)
+    layout = model.config.layout(dataset_index)
+    k = layout.num_keypoints
+    per_image: dict[str, list[int]] = {}
+    for i, sample in enumerate(samples):
+        per_image.setdefault(str(sample["image_path"]), []).append(i)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+
+    keypoints = np.zeros((len(samples), k, 2), dtype=np.float64)
+    scores = np.zeros((len(samples), k), dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    progress = tqdm(total=len(per_image), desc="Evaluating", unit="img", disable=not show_progress)
+    try:
+        with torch.inference_mode():
+            for group in _image_groups(per_image, batch_size):
+                images = [load_image(path, samples[indices[0]].get("annotation_id")) for path, indices in group]
+                group_boxes = [boxes[indices] for _, indices in group]
+                inputs = processor(images, boxes=group_boxes, box_format="xywh", device=device)
+                heatmaps, flipped = _heatmaps(model, processor, inputs["pixel_values"], dataset_index, k, batch_size,
+                                              flip_test)
+                people = processor.post_process_pose_estimation(
+                    heatmaps, boxes=group_boxes, box_format="xywh", flipped_outputs=flipped, dataset=layout.flip_index
+                )
+                order = np.concatenate([indices for _, indices in group])
+                keypoints[order] = torch.stack([p["keypoints"] for image in people for p in image]).double().numpy()
+                scores[order] = torch.stack([p["scores"] for image in people for p in image]).double().numpy()
+                progress.update(len(group))
+    finally:
+        progress.close()
+        model.train(was_training)
+
+    person_scores = rescore(scores, box_scores)
+    flat = np.concatenate([keypoints, scores[..., None]], axis=-1).reshape(len(samples), 3 * k).tolist()
+    return [
+        {"image_id": int(sample["image_id"]), "category_id": 1, "keypoints": flat[i], "score": float(person_scores[i]),
+         "bbox": boxes[i].tolist()}
+        for i, sample in enumerate(samples)
+    ]
+
