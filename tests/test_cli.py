@@ -63,7 +63,8 @@ def test_predict_writes_annotated_png_and_json(model_dir, images, tmp_path, caps
     assert {r["image_id"] for r in results} == {139}
     person = first["people"][0]
     assert results[0]["keypoints"][:3] == pytest.approx(person["keypoints"][0] + [person["scores"][0]], abs=0.01)
-    assert results[0]["score"] == pytest.approx(np.mean(person["scores"]), abs=1e-3)
+    confident = [s for s in person["scores"] if s > 0.2]  # the original's rescoring (box score 1 here)
+    assert results[0]["score"] == pytest.approx(np.mean(confident) if confident else 0.0, abs=1e-3)
     assert results[0]["category_id"] == 1 and len(results[0]["keypoints"]) == 51
 
 
@@ -96,10 +97,13 @@ def test_boxes_file_layouts(images, tmp_path):
         load_boxes_file(as_list, images)
 
 
-def test_coco_results_use_box_score():
-    people = [{"keypoints": [[1.0, 2.0], [3.0, 4.0]], "scores": [0.5, 1.0], "box_score": 0.5}]
+def test_coco_results_score_as_evaluation_does():
+    # The original's rescoring: box score x mean of the keypoint scores above 0.2 (0.1 does not count).
+    people = [{"keypoints": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], "scores": [0.5, 1.0, 0.1], "box_score": 0.5,
+               "bbox": [10.0, 20.0, 40.0, 80.0]}]
     assert coco_results(people, 3) == [
-        {"image_id": 3, "category_id": 1, "keypoints": [1.0, 2.0, 0.5, 3.0, 4.0, 1.0], "score": 0.375}
+        {"image_id": 3, "category_id": 1, "keypoints": [1.0, 2.0, 0.5, 3.0, 4.0, 1.0, 5.0, 6.0, 0.1],
+         "score": 0.5 * (0.5 + 1.0) / 2, "bbox": [10.0, 20.0, 30.0, 60.0]}
     ]
 
 

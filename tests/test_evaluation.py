@@ -291,7 +291,7 @@ def test_load_detection_boxes_filters_and_names_bad_entries(tmp_path):
     assert len(load_detection_boxes(detections)) == 2
     bad = detections + [{"image_id": 3, "bbox": [0, 0, 10], "score": 0.5}]
     path.write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match=r"Detection entry 3 in '.*dets\.json': bbox"):
+    with pytest.raises(ValueError, match=r"detection entry 3 in '.*dets\.json' must have shape \(n, 4\)"):
         load_detection_boxes(path)
     with pytest.raises(ValueError, match="Detection entry 1 .* needs 'image_id', 'bbox' and 'score'"):
         load_detection_boxes([detections[0], {"image_id": 1, "bbox": [0, 0, 1, 1]}])
@@ -361,7 +361,7 @@ def test_predict_keypoints_matches_processor_and_model_by_hand(tiny_setup):
     expected = processor.post_process_pose_estimation(single, boxes=[boxes[:1]])[0][0]
     np.testing.assert_allclose(np.asarray(plain[0]["keypoints"]).reshape(17, 3)[:, :2], expected["keypoints"],
                                rtol=1e-6, atol=1e-4)
-    with pytest.raises(ValueError, match="Sample 1 .* needs width, height > 0"):
+    with pytest.raises(ValueError, match="Box 0 of sample 1 .* is invalid"):
         predict_keypoints(model, processor, [samples[0], dict(samples[1], bbox=[0, 0, 0, 5])])
 
 

@@ -54,15 +54,13 @@ def load_boxes_file(path: str | Path, images: Sequence[str]) -> list[list]:
 
 
 def _coco_detections_per_image(detections: list[dict], images: Sequence[str], path: Path) -> list[list]:
+    from .evaluation.detections import load_detection_boxes
+
     ids = [coco_image_id(image, None) for image in images]
     per_image: dict[int, list] = {image_id: [] for image_id in ids if image_id is not None}
-    for index, detection in enumerate(detections):
-        missing = {"image_id", "bbox"} - set(detection)
-        if missing:
-            raise ValueError(f"Detection {index} in {path} lacks {sorted(missing)}.")
-        if detection.get("category_id", 1) != 1 or detection["image_id"] not in per_image:
-            continue
-        per_image[detection["image_id"]].append(list(detection["bbox"]) + [float(detection.get("score", 1.0))])
+    for sample in load_detection_boxes(detections, source=str(path)):
+        if sample["image_id"] in per_image:
+            per_image[sample["image_id"]].append(sample["bbox"] + [sample["score"]])
     return [per_image.get(image_id, []) if image_id is not None else [] for image_id in ids]
 
 
@@ -73,19 +71,17 @@ def coco_image_id(image: str, default: int | None) -> int | None:
 
 
 def coco_results(people: list[dict], image_id: int) -> list[dict]:
-    """People of one image as COCO keypoint results; a person's score is box_score times its mean keypoint score."""
-    results = []
-    for person in people:
-        keypoints = np.asarray(person["keypoints"], dtype=np.float64)
-        scores = np.asarray(person["scores"], dtype=np.float64)
-        triplets = np.concatenate([keypoints, scores[:, None]], axis=1).reshape(-1)
-        results.append({
-            "image_id": image_id,
-            "category_id": 1,
-            "keypoints": [round(float(v), 3) for v in triplets],
-            "score": float(person["box_score"] * scores.mean()) if len(scores) else 0.0,
-        })
-    return results
+    """People of one image as COCO keypoint results, scored as evaluation scores them (`rescore`)."""
+    from .boxes import boxes_to_xywh
+    from .evaluation.results import coco_keypoint_results
+
+    if not people:
+        return []
+    keypoints = np.asarray([person["keypoints"] for person in people], dtype=np.float64)
+    scores = np.asarray([person["scores"] for person in people], dtype=np.float64)
+    boxes = boxes_to_xywh(np.asarray([person["bbox"] for person in people], dtype=np.float64), "xyxy")
+    box_scores = [person["box_score"] for person in people]
+    return coco_keypoint_results([image_id] * len(people), keypoints, scores, box_scores, boxes)
 
 
 def _output_stems(images: Sequence[str]) -> list[str]:
@@ -136,7 +132,7 @@ def predict(
     device: str | None = None, batch_size: int = 8, pose: Any = None,
 ) -> list[dict]:
     """Run the pipeline on `images` and write an annotated PNG and a JSON per image; returns what it wrote."""
-    from .pipeline import load_pose_image
+    from .images import load_image
     from .visualization import draw_pose
 
     pose = pose if pose is not None else build_pipeline(model, device, batch_size)
@@ -146,7 +142,7 @@ def predict(
         raise ValueError(f"Got {len(boxes)} box lists for {len(images)} images.")
     written, all_results = [], []
     for index, (image_path, stem) in enumerate(zip(images, _output_stems(images))):
-        image = load_pose_image(image_path, index)
+        image = load_image(image_path, index)
         people = pose(
             image, boxes=None if boxes is None else boxes[index], box_format=box_format,
             detector=None if boxes is not None else detector, detector_threshold=detector_threshold,

@@ -22,6 +22,7 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ImagesKwargs
 
+from .boxes import boxes_per_image
 from .codec import (
     UDPHeatmapCodec,
     box_to_center_scale,
@@ -90,67 +91,6 @@ def _as_image_list(images: Any) -> list:
     if isinstance(images, (list, tuple)):
         return list(images)
     raise TypeError(f"images must be an image or a list/batch of images, got {type(images).__name__}.")
-
-
-def _box_array(boxes: Any, image: int) -> torch.Tensor:
-    """Boxes of one image -> (n, 4) float64 tensor (float64 so that large coordinates stay exact)."""
-    if isinstance(boxes, torch.Tensor):
-        array = boxes.detach().to("cpu", torch.float64)
-    else:
-        try:
-            array = torch.as_tensor(np.asarray(boxes, dtype=np.float64))
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"Boxes of image {image} are not an (n, 4) array of numbers: {error}") from None
-    if array.numel() == 0:
-        return array.reshape(0, 4)
-    if array.ndim != 2 or array.shape[1] != 4:
-        raise ValueError(f"Boxes of image {image} must have shape (n, 4), got {tuple(array.shape)}.")
-    return array
-
-
-def _is_box_list(boxes: Any) -> bool:
-    """True for the boxes of ONE image: an (n, 4) array or a list of boxes; False for a list of per-image lists."""
-    if isinstance(boxes, (np.ndarray, torch.Tensor)):
-        return boxes.ndim <= 2
-    if not isinstance(boxes, (list, tuple)) or len(boxes) == 0:
-        return False
-    first = boxes[0]
-    if isinstance(first, (np.ndarray, torch.Tensor)):
-        return first.ndim == 1
-    return isinstance(first, (list, tuple)) and len(first) > 0 and isinstance(first[0], (int, float, np.number))
-
-
-def _boxes_per_image(boxes: Any, num_images: int | None, single_image: bool) -> list[torch.Tensor]:
-    """Validate the per-image boxes; a single image may also take its boxes without the outer list."""
-    if boxes is None:
-        raise ValueError("boxes are required: one list of person boxes per image (e.g. [[[x, y, w, h], ...]]).")
-    empty = isinstance(boxes, (list, tuple)) and len(boxes) == 0
-    if _is_box_list(boxes) or (single_image and empty):
-        boxes = [boxes]
-    if isinstance(boxes, (np.ndarray, torch.Tensor)) and boxes.ndim != 3:
-        raise ValueError(f"Batched boxes must have shape (num_images, n, 4), got {tuple(boxes.shape)}.")
-    if num_images is not None and len(boxes) != num_images:
-        raise ValueError(
-            f"Got {num_images} image(s) but boxes for {len(boxes)}: pass one list of boxes per image (an empty list "
-            "for an image without people)."
-        )
-    return [_box_array(image_boxes, i) for i, image_boxes in enumerate(boxes)]
-
-
-def _check_boxes(boxes: torch.Tensor, image: int, box_format: str) -> None:
-    if box_format not in ("xywh", "xyxy"):
-        raise ValueError(f"box_format must be 'xywh' or 'xyxy', got {box_format!r}.")
-    if boxes.numel() == 0:
-        return
-    width = boxes[:, 2] if box_format == "xywh" else boxes[:, 2] - boxes[:, 0]
-    height = boxes[:, 3] if box_format == "xywh" else boxes[:, 3] - boxes[:, 1]
-    bad = ~torch.isfinite(boxes).all(dim=1) | ~(width > 0) | ~(height > 0)
-    if bad.any():
-        j = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"Box {j} of image {image} is invalid ({box_format} {boxes[j].tolist()}): coordinates must be finite and "
-            "width and height positive."
-        )
 
 
 class VitPoseImageProcessor(BaseImageProcessor):
@@ -267,9 +207,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
 
         multiplier, offset = self._normalization(settings, tensors[0].device if tensors else torch.device("cpu"))
         if settings["do_affine_transform"]:
-            per_image = _boxes_per_image(boxes, len(tensors), single)
-            for i, image_boxes in enumerate(per_image):
-                _check_boxes(image_boxes, i, box_format)
+            per_image = [torch.from_numpy(b) for b in boxes_per_image(boxes, len(tensors), single, box_format)]
             all_boxes = torch.cat(per_image) if per_image else torch.zeros(0, 4, dtype=torch.float64)
             image_index = torch.repeat_interleave(
                 torch.arange(len(per_image)), torch.tensor([len(b) for b in per_image], dtype=torch.long)
@@ -393,9 +331,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
         heatmaps = self._heatmaps_of(outputs, "outputs")
         if flipped_outputs is not None:
             heatmaps = self.merge_flipped_heatmaps(heatmaps, self._heatmaps_of(flipped_outputs, "flipped_outputs"), dataset)
-        per_image = _boxes_per_image(boxes, None, single_image=False)
-        for i, image_boxes in enumerate(per_image):
-            _check_boxes(image_boxes, i, box_format)
+        per_image = [torch.from_numpy(b) for b in boxes_per_image(boxes, None, False, box_format)]
         all_boxes = torch.cat(per_image) if per_image else torch.zeros(0, 4, dtype=torch.float64)
         if len(all_boxes) != heatmaps.shape[0]:
             raise ValueError(f"Got heatmaps for {heatmaps.shape[0]} crops but {len(all_boxes)} boxes.")

@@ -33,19 +33,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from transformers import AutoModel
-from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline, Pipeline
 from transformers.utils import ModelOutput
 
+from .boxes import boxes_per_image, boxes_to_xyxy, check_box_format
 from .codec import flip_images
-from .image_processing_vitpose import VitPoseImageProcessor, _is_box_list
+from .image_processing_vitpose import VitPoseImageProcessor
+from .images import load_image
 
 TASK = "keypoint-detection"
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "embedded"
-BOX_FORMATS = ("xywh", "xyxy")
 DEFAULT_BATCH_SIZE = 8
 
 
@@ -99,96 +99,6 @@ class _LazyDefault(dict):
         if key == "model":
             return default_model_path(), None
         return super().__getitem__(key)
-
-
-# Inputs -----------------------------------------------------------------------------------------------------------
-def load_pose_image(image: Any, index: int = 0) -> Image.Image:
-    """An RGB PIL image from a path, URL, PIL image or (H, W[, C]) array; errors name the image index."""
-    if isinstance(image, os.PathLike):
-        image = os.fspath(image)
-    if isinstance(image, str):
-        if image.startswith(("http://", "https://")):
-            image = load_image(image)
-        else:
-            if not os.path.isfile(image):
-                raise FileNotFoundError(f"Image {index}: no such file {image!r}.")
-            try:
-                with Image.open(image) as opened:
-                    opened.load()
-                    image = opened.convert("RGB")
-            except (UnidentifiedImageError, OSError) as error:
-                raise ValueError(f"Image {index}: cannot read {image!r} as an image ({error}).") from error
-    elif isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    if isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3, 4):
-            array = array.transpose(1, 2, 0)  # channels first
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-            raise ValueError(f"Image {index}: expected an (H, W), (H, W, C) or (C, H, W) array, got shape {image.shape}.")
-        if array.shape[0] == 0 or array.shape[1] == 0:
-            raise ValueError(f"Image {index} is empty: shape {image.shape}.")
-        if array.dtype != np.uint8:
-            scale = 255.0 if array.size and float(np.nanmax(array)) <= 1.0 else 1.0
-            array = np.clip(array.astype(np.float64) * scale, 0, 255).round().astype(np.uint8)
-        image = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
-    if not isinstance(image, Image.Image):
-        raise TypeError(
-            f"Image {index}: expected a path, URL, PIL image or numpy array, got {type(image).__name__}."
-        )
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"Image {index} is empty: size {image.width}x{image.height}.")
-    return image.convert("RGB") if image.mode != "RGB" else image
-
-
-def _is_single_image(images: Any) -> bool:
-    return not isinstance(images, (list, tuple))
-
-
-def split_boxes_per_image(boxes: Any, num_images: int, single: bool) -> list[np.ndarray | None]:
-    """One (N, 4) or (N, 5) float array per image (None where not given); a single image may take its box list
-    without the outer list. The pipeline's own check, not the processor's: it names the image in the whole call and
-    accepts a score column."""
-    if boxes is None:
-        return [None] * num_images
-    if isinstance(boxes, torch.Tensor):
-        boxes = boxes.detach().cpu().numpy()
-    if single and (len(boxes) == 0 or _is_box_list(boxes)):
-        boxes = [boxes]  # the box list of the one image
-    if len(boxes) != num_images:
-        raise ValueError(f"boxes has {len(boxes)} box lists for {num_images} images; give one list per image.")
-    out = []
-    for index, image_boxes in enumerate(boxes):
-        if image_boxes is None:
-            out.append(None)
-            continue
-        if isinstance(image_boxes, torch.Tensor):
-            image_boxes = image_boxes.detach().cpu().numpy()
-        try:
-            array = np.asarray(image_boxes, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"Boxes of image {index} are not lists of 4 numbers: {error}") from error
-        if array.size == 0:
-            array = array.reshape(0, 4)
-        if array.ndim == 1 and array.shape[0] in (4, 5):
-            raise ValueError(f"Boxes of image {index} must be a list of boxes, got a single box {array.tolist()}.")
-        if array.ndim != 2 or array.shape[1] not in (4, 5):
-            raise ValueError(f"Boxes of image {index} must have shape (N, 4), or (N, 5) with scores, got {array.shape}.")
-        if not np.isfinite(array).all():
-            raise ValueError(f"Boxes of image {index} contain NaN or infinite values.")
-        out.append(array)
-    return out
-
-
-def boxes_to_xyxy(boxes: np.ndarray, box_format: str) -> np.ndarray:
-    """(N, 4) boxes as [x0, y0, x1, y1]."""
-    if box_format == "xyxy":
-        return boxes.astype(np.float64, copy=True)
-    if box_format == "xywh":
-        out = boxes.astype(np.float64, copy=True)
-        out[:, 2:] += out[:, :2]
-        return out
-    raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}.")
 
 
 # Detector ---------------------------------------------------------------------------------------------------------
@@ -290,8 +200,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
     ):
         preprocess, forward, postprocess = {}, {}, {}
         if box_format is not None:
-            if box_format not in BOX_FORMATS:
-                raise ValueError(f"box_format must be one of {BOX_FORMATS}, got {box_format!r}.")
+            check_box_format(box_format)
             preprocess["box_format"] = box_format
         if detector is not None:
             preprocess["detector"] = self._detector(detector)
@@ -324,10 +233,11 @@ class KeypointDetectionPipeline(ChunkPipeline):
         if isinstance(images, (collections.abc.Iterator, torch.utils.data.Dataset)):
             if boxes is not None:
                 raise ValueError("boxes cannot be zipped with a generator or dataset of images; yield dicts instead.")
-            return super().__call__(self._requests_from_stream(images), **kwargs)
-        single = _is_single_image(images)
+            return super().__call__(self._requests_from_stream(images, kwargs.get("box_format", "xywh")), **kwargs)
+        single = not isinstance(images, (list, tuple))
         image_list = [images] if single else list(images)
-        per_image_boxes = split_boxes_per_image(boxes, len(image_list), single)
+        box_format = kwargs.get("box_format", "xywh")
+        per_image_boxes = boxes_per_image(boxes, len(image_list), single, box_format, with_scores=True, optional=True)
         requests = [
             {"image": image, "boxes": image_boxes, "index": index}
             for index, (image, image_boxes) in enumerate(zip(image_list, per_image_boxes))
@@ -339,10 +249,10 @@ class KeypointDetectionPipeline(ChunkPipeline):
         return super().__call__(requests, **kwargs)
 
     @staticmethod
-    def _requests_from_stream(images):
+    def _requests_from_stream(images, box_format: str = "xywh"):
         for index, item in enumerate(images):
             if isinstance(item, dict) and "image" in item:
-                boxes = split_boxes_per_image(item.get("boxes"), 1, True)[0]
+                boxes = boxes_per_image(item.get("boxes"), 1, True, box_format, with_scores=True, optional=True)[0]
                 yield {"image": item["image"], "boxes": boxes, "index": index}
             else:
                 yield {"image": item, "boxes": None, "index": index}
@@ -353,17 +263,11 @@ class KeypointDetectionPipeline(ChunkPipeline):
         timeout: float | None = None,
     ):
         index = request.get("index", 0)
-        image = request["image"]
-        if isinstance(image, str) and image.startswith(("http://", "https://")):
-            image = load_image(image, timeout=timeout)
-        image = load_pose_image(image, index)
+        image = load_image(request["image"], index, timeout=timeout)
         if request.get("boxes") is not None:
             given = request["boxes"]
             boxes = boxes_to_xyxy(given[:, :4], box_format)
             box_scores = given[:, 4] if given.shape[1] == 5 else np.ones(len(boxes))
-            sides = boxes[:, 2:] - boxes[:, :2]
-            for j in np.flatnonzero((sides <= 0).any(axis=1)):
-                raise ValueError(f"Box {j} of image {index} has no area: {request['boxes'][j, :4].tolist()} ({box_format}).")
         elif detector is not None:
             boxes, box_scores = detect_people(detector, image, detector_threshold)
         else:
@@ -458,6 +362,6 @@ def register_pipeline() -> None:
 
 
 __all__ = [
-    "KeypointDetectionPipeline", "default_model_path", "detect_people", "load_pose_image", "register_pipeline",
-    "resolve_detector", "split_boxes_per_image",
+    "KeypointDetectionPipeline", "default_model_path", "detect_people", "register_pipeline",
+    "resolve_detector",
 ]

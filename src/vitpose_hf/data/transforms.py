@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from ..codec import UDPHeatmapCodec, box_to_center_scale, get_udp_warp_matrix, warp_affine
+from ..images import open_image_file
 from ..keypoints import KeypointLayout, get_layout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,10 +59,9 @@ def default_upper_body_ids(layout: str | KeypointLayout) -> list[int] | None:
 def load_image(path: str | Path, annotation_id: Any = None) -> np.ndarray:
     """An image file as an RGB uint8 (H, W, 3) array; errors name the file and the annotation."""
     try:
-        with Image.open(path) as image:
-            return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        return np.asarray(open_image_file(path, "Image"))
     except (OSError, ValueError) as error:
-        raise OSError(f"Cannot read image {str(path)!r} (annotation id {annotation_id}): {error}") from error
+        raise OSError(f"{error} (annotation id {annotation_id})") from error
 
 
 @dataclass

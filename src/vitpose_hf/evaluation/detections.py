@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 
+from ..boxes import box_array
 from ..data.coco import read_json
 
 
@@ -15,6 +15,7 @@ def load_detection_boxes(
     path_or_list: str | Path | Sequence[Mapping[str, Any]],
     score_threshold: float = 0.0,
     image_paths: Mapping[int, str | Path] | None = None,
+    source: str = "<detections>",
 ) -> list[dict]:
     """Person boxes of a COCO detection-results file -> samples for `predict_keypoints`.
 
@@ -22,7 +23,6 @@ def load_detection_boxes(
     of at least `score_threshold` is kept, as the original does. `image_paths` maps image ids to files (without it,
     samples have `image_path` None). Bad entries raise an error naming the file and the entry.
     """
-    source = "<detections>"
     if isinstance(path_or_list, (str, Path)):
         source = str(path_or_list)
         entries = read_json(source, "Detection file")
@@ -37,14 +37,12 @@ def load_detection_boxes(
             raise ValueError(f"{where} needs 'image_id', 'bbox' and 'score', got {entry!r}.")
         if entry.get("category_id", 1) != 1:
             continue
+        box = box_array([entry["bbox"]], where.lower())[0].tolist()
         try:
-            box = [float(v) for v in entry["bbox"]]
             score = float(entry["score"])
             image_id = int(entry["image_id"])
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: image_id, bbox and score must be numbers, got {entry!r}.") from None
-        if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-            raise ValueError(f"{where}: bbox must be [x, y, w, h] with width and height > 0, got {entry['bbox']!r}.")
+            raise ValueError(f"{where}: image_id and score must be numbers, got {entry!r}.") from None
         if score < score_threshold:
             continue
         if image_paths is not None and image_id not in image_paths:

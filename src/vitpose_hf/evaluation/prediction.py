@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from ..data.transforms import load_image
+from ..boxes import box_array
 from ..image_processing_vitpose import VitPoseImageProcessor
-from .nms import rescore
+from .results import coco_keypoint_results
 
 
 def _sample_boxes(samples: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -21,18 +22,12 @@ def _sample_boxes(samples: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.
         for key in ("image_path", "image_id", "bbox"):
             if sample.get(key) is None:
                 raise ValueError(f"Sample {i} has no {key!r} (keys: {sorted(sample)}).")
+        boxes[i] = box_array([sample["bbox"]], f"sample {i} ({sample['image_path']!r})")[0]
         try:
-            boxes[i] = np.asarray(sample["bbox"], dtype=np.float64).reshape(4)
             scores[i] = float(sample.get("score", 1.0))
         except (TypeError, ValueError):
-            raise ValueError(
-                f"Sample {i} ({sample['image_path']!r}): bbox must be 4 numbers [x, y, w, h] and score a number, got "
-                f"{sample['bbox']!r} and {sample.get('score')!r}."
-            ) from None
-        if not (np.isfinite(boxes[i]).all() and boxes[i, 2] > 0 and boxes[i, 3] > 0):
-            raise ValueError(
-                f"Sample {i} ({sample['image_path']!r}): bbox {boxes[i].tolist()} needs width, height > 0."
-            )
+            raise ValueError(f"Sample {i} ({sample['image_path']!r}): score must be a number, got "
+                             f"{sample.get('score')!r}.") from None
     return boxes, scores
 
 
@@ -131,11 +126,6 @@ def predict_keypoints(
         progress.close()
         model.train(was_training)
 
-    person_scores = rescore(scores, box_scores)
-    flat = np.concatenate([keypoints, scores[..., None]], axis=-1).reshape(len(samples), 3 * k).tolist()
-    return [
-        {"image_id": int(sample["image_id"]), "category_id": 1, "keypoints": flat[i], "score": float(person_scores[i]),
-         "bbox": boxes[i].tolist()}
-        for i, sample in enumerate(samples)
-    ]
+    image_ids = [int(sample["image_id"]) for sample in samples]
+    return coco_keypoint_results(image_ids, keypoints, scores, box_scores, boxes)
 
