@@ -16,7 +16,7 @@ from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.cli import DEMO_BOXES, DEMO_IMAGE, coco_results, load_boxes_file, main
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 
-from conftest import tiny_config_kwargs
+from support.models import tiny_config_kwargs
 
 
 @pytest.fixture(scope="module")

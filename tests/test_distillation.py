@@ -19,8 +19,8 @@ from vitpose_hf.training.config import ConfigError, load_training_config
 from vitpose_hf.training.distillation import TOKEN_KEY, build_distiller
 from vitpose_hf.training.trainer import train
 
-from conftest import tiny_config_kwargs
-from test_conversion_original import original_model, save_original, tiny
+from support.models import tiny_config_kwargs
+from support.original import original_model, save_original, tiny
 
 IMAGE_SIZE = [64, 48]  # 16x12 heatmaps
 STUDENT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)

@@ -30,7 +30,7 @@ from vitpose_hf.evaluation import (
     rescore,
 )
 
-from conftest import tiny_config_kwargs
+from support.models import tiny_config_kwargs
 
 COCO_SIGMAS = np.array([.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107, .087, .087,
                         .089, .089])

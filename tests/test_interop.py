@@ -16,8 +16,8 @@ from transformers import (
 )
 from transformers import VitPoseConfig as BuiltinConfig
 
-from conftest import tiny_config_kwargs
-from test_modeling import randomize
+from support.models import tiny_config_kwargs
+from support.models import randomize
 from vitpose_hf import VitPoseBackbone, VitPoseConfig, VitPoseModel, export_to_transformers
 
 

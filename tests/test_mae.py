@@ -41,7 +41,7 @@ from vitpose_hf.training.mae import (
     warmup_cosine,
 )
 
-from conftest import tiny_config_kwargs
+from support.models import tiny_config_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DECODER = {"decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,

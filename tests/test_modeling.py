@@ -4,17 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_config_kwargs
+from support.models import randomize, tiny_config_kwargs
 from vitpose_hf import VARIANTS, VitPoseBackbone, VitPoseConfig, VitPoseModel
 from vitpose_hf.keypoints import get_layout
 
 
-def randomize(model: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
-    """Replace the near-zero initial head weights so outputs are far from trivial."""
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.normal_(0, std) if param.ndim > 1 else param.uniform_(-0.1, 0.1)
-    return model
 
 
 def test_default_config_is_the_papers_vitpose_base():

@@ -17,7 +17,7 @@ from vitpose_hf import VitPoseConfig, VitPoseEstimatorOutput, VitPoseModel, get_
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.pipeline import KeypointDetectionPipeline
 
-from conftest import tiny_config_kwargs
+from support.models import tiny_config_kwargs
 
 WIDTH, HEIGHT = 240, 200
 # Two people (xywh boxes) with a bright disc each; the padded crop of one box never reaches the other's disc.

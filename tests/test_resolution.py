@@ -5,18 +5,13 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
-from conftest import tiny_config_kwargs
+from support.models import randomize, tiny_config_kwargs
 from vitpose_hf import VitPoseBackbone, VitPoseConfig, VitPoseModel, export_to_transformers
 from vitpose_hf.configuration_vitpose import INPUT_RESOLUTIONS
 
 POS_KEY = "vit.embeddings.position_embeddings"
 
 
-def randomize(model: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0, std) if param.ndim > 1 else param.uniform_(-0.1, 0.1)
-    return model
 
 
 def bicubic_grid(position_embeddings: torch.Tensor, old: tuple[int, int], new: tuple[int, int]) -> torch.Tensor:

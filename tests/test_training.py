@@ -27,8 +27,8 @@ from vitpose_hf.training.optim import (
     parameter_settings,
 )
 
-from conftest import tiny_config_kwargs
-from test_conversion_original import OriginalTopDown, original_model, save_original, tiny
+from support.models import tiny_config_kwargs
+from support.original import OriginalTopDown, original_model, save_original, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "train.py"

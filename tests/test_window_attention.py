@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_config_kwargs
+from support.models import randomize, tiny_config_kwargs
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.modeling_vitpose import VitPoseAttention
 from vitpose_hf.window_attention import WindowLayout, merge_windows, partition_windows, window_self_attention
@@ -19,18 +19,12 @@ from vitpose_hf.window_attention import WindowLayout, merge_windows, partition_w
 WINDOW_TYPES = ["window", "shift_window", "pool_window", "shift_pool_window"]
 
 
-def randomize(module: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
-    """Weights large enough that attention is far from uniform and heatmaps far from zero."""
-    with torch.no_grad():
-        for param in module.parameters():
-            param.normal_(0, std) if param.ndim > 1 else param.uniform_(-0.1, 0.1)
-    return module
 
 
 def make_attention(window_size, implementation: str = "eager", hidden: int = 16, heads: int = 2) -> VitPoseAttention:
     config = VitPoseConfig(**tiny_config_kwargs(hidden_size=hidden, num_attention_heads=heads, window_size=window_size))
     config._attn_implementation = implementation
-    return randomize(VitPoseAttention(config)).eval()
+    return randomize(VitPoseAttention(config), std=0.3).eval()
 
 
 def reference_window_attention(attention, x, grid, window, shift: bool, pool: bool, own_pooled: bool = True):
@@ -139,7 +133,7 @@ def test_window_size_that_does_not_divide_the_grid_is_padded(attention_type):
 @pytest.mark.parametrize("attention_type", ["window", "shift_window"])
 def test_window_covering_the_whole_map_equals_full_attention(attention_type, window, extra):
     kwargs = tiny_config_kwargs(num_knowledge_tokens=extra)
-    full = randomize(VitPoseModel(VitPoseConfig(**kwargs))).eval()
+    full = randomize(VitPoseModel(VitPoseConfig(**kwargs)), std=0.3).eval()
     windowed = VitPoseModel(VitPoseConfig(**kwargs, attention_type=attention_type, window_size=window)).eval()
     windowed.load_state_dict(full.state_dict())  # no new parameters: the same weights fit
     pixels = torch.randn(2, 3, 256, 192)  # a 16x12 token grid
@@ -243,7 +237,7 @@ def test_stride8_window_models_give_quarter_resolution_heatmaps_and_gradients(de
     config = VitPoseConfig(**tiny_config_kwargs(
         decoder=decoder, patch_stride=8, attention_type=attention_type, window_size=(5, 7), full_attention_interval=0,
     ))
-    model = randomize(VitPoseModel(config)).train()
+    model = randomize(VitPoseModel(config), std=0.3).train()
     assert config.token_grid() == (32, 24)
     pixels = torch.randn(2, 3, 256, 192)
     outputs = model(pixels, labels=torch.rand(2, 17, 64, 48))
