@@ -1,6 +1,6 @@
 """Pre- and post-processing time per person box: vitpose_hf's VitPoseImageProcessor vs transformers' built-in.
 
-    python scripts/benchmark_processing.py            # 1, 20 and 100 boxes on a 640x480 image, CPU
+    python -m vitpose_hf.benchmarks.processing            # 1, 20 and 100 boxes on a 640x480 image, CPU
 
 Both processors get the same PIL image, the same COCO boxes and the same heatmaps (17 keypoints, 64x48), in the
 same process, timed alternately (median of repeats). transformers' `VitPoseImageProcessor` resolves to its PIL/scipy
@@ -9,20 +9,16 @@ backend when torchvision is not installed; the table names the class that ran.
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from .common import interleaved_timings, markdown_table
 
-from benchmark import interleaved_timings, markdown_table  # noqa: E402
-
-from vitpose_hf.codec import UDPHeatmapCodec  # noqa: E402
-from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor  # noqa: E402
+from ..codec import UDPHeatmapCodec
+from ..image_processing_vitpose import VitPoseImageProcessor
 
 
 def _inputs(num_boxes: int, seed: int = 0) -> tuple[Image.Image, list[list[float]], torch.Tensor]:

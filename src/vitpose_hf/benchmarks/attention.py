@@ -1,7 +1,7 @@
 """Training memory and speed per attention type at 1/8 features (the shape of paper Table 4), and memory by input size.
 
-    python scripts/benchmark_attention.py                     # CPU defaults: ViT-S cut to 4 layers, batch 2, ~3 min
-    python scripts/benchmark_attention.py --device cuda --size base --depth 12 --batch-size 32 --dtype bfloat16 \\
+    python -m vitpose_hf.benchmarks.attention                     # CPU defaults: ViT-S cut to 4 layers, batch 2, ~3 min
+    python -m vitpose_hf.benchmarks.attention --device cuda --size base --depth 12 --batch-size 32 --dtype bfloat16 \\
         --input-sizes 256x192 384x288 576x432
 
 One training step is forward + backward of the heatmap loss (no optimizer: its state is the same for every attention
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from .common import markdown_table
 # Rows of paper Table 4: label -> config overrides (the ViTDet mix gets its interval from the depth).
 ATTENTION_SETUPS: dict[str, dict] = {
     "full": dict(attention_type="full"),
@@ -58,7 +59,7 @@ def _reset_peak_memory() -> None:
 
 def measure_training_step(setup: dict) -> dict:
     """Peak memory (MiB) and crops/s of forward + backward for one configuration, in this process."""
-    from vitpose_hf import VitPoseConfig, VitPoseModel
+    from .. import VitPoseConfig, VitPoseModel
 
     device, dtype = torch.device(setup["device"]), getattr(torch, setup["dtype"])
     torch.manual_seed(0)
@@ -116,7 +117,7 @@ def _measure_isolated(setup: dict) -> dict:
     if setup["device"] != "cpu":
         return measure_training_step(setup)
     result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(setup)],
+        [sys.executable, "-m", __name__, "--worker", json.dumps(setup)],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
@@ -191,9 +192,6 @@ def main() -> None:
         args.size, args.depth, args.batch_size, args.image_size, tuple(args.window_size), tuple(args.kernels),
         tuple(args.input_sizes), device=device, dtype=args.dtype, repeats=args.repeats,
     )
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from benchmark import markdown_table
-
     print(markdown_table(rows))
 
 

@@ -1,6 +1,6 @@
 """Data-loading throughput: samples per second of one worker process for the full training augmentation.
 
-    python scripts/benchmark_data.py                  # 256x192 crops, 64x48 targets, one thread
+    python -m vitpose_hf.benchmarks.data                  # 256x192 crops, 64x48 targets, one thread
 
 Each sample is what a DataLoader worker does per item: fetch the row from the `datasets.Dataset`, decode the JPEG,
 draw the augmentation, warp the 256x192 crop, normalise, and build the 17 UDP target heatmaps. Source images are
@@ -10,18 +10,15 @@ Workers run torch with one thread, so the benchmark does too.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from .common import markdown_table
 
-from benchmark import markdown_table  # noqa: E402
-
-from vitpose_hf.data import TopDownAugmentation, generate_synthetic_dataset, load_keypoint_dataset  # noqa: E402
+from ..data import TopDownAugmentation, generate_synthetic_dataset, load_keypoint_dataset
 
 
 def run_data_benchmark(

@@ -1,7 +1,7 @@
 """End-to-end cost of the keypoint-detection pipeline beyond the model itself.
 
-    python scripts/benchmark_pipeline.py                    # ViTPose-S sized, random weights, 10 people, CPU
-    python scripts/benchmark_pipeline.py --people 10 --batch-size 16 --no-flip --device cuda
+    python -m vitpose_hf.benchmarks.pipeline                    # ViTPose-S sized, random weights, 10 people, CPU
+    python -m vitpose_hf.benchmarks.pipeline --people 10 --batch-size 16 --no-flip --device cuda
 
 One image with N people (given boxes) goes through `pipeline("keypoint-detection")`: image loading, cropping,
 batching, the model forward, flip-test merging and decoding. The model forward is timed from inside (forward hooks),
@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from vitpose_hf import VitPoseConfig, VitPoseModel
+from .. import VitPoseConfig, VitPoseModel
 
 
 def _synchronize(device: torch.device) -> None:
