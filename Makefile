@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/vitpose-hf demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 benchmark: $(STAMP)
