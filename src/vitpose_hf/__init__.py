@@ -61,7 +61,7 @@ def _register() -> None:
 
 _register()
 
-__getattr__, __dir__ = lazy_exports(__name__, {"export_to_transformers": "convert.transformers_format"})
+__getattr__, _, _ = lazy_exports(__name__, {"convert.transformers_format": ("export_to_transformers",)})
 
 __all__ = [
     "KEYPOINT_LAYOUTS", "KeypointDetectionPipeline", "KeypointLayout", "VARIANTS", "VitPoseBackbone", "VitPoseConfig",

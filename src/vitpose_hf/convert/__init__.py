@@ -14,29 +14,21 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    **dict.fromkeys(
-        ("config_from_transformers", "config_to_transformers", "export_to_transformers",
-         "is_transformers_vitpose_checkpoint", "load_transformers_vitpose", "ours_to_transformers",
-         "transformers_to_ours"),
-        "transformers_format",
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "transformers_format": (
+        "config_from_transformers", "config_to_transformers", "export_to_transformers",
+        "is_transformers_vitpose_checkpoint", "load_transformers_vitpose", "ours_to_transformers", "transformers_to_ours",
     ),
-    "vit_to_ours": "vit",
-    **dict.fromkeys(
-        ("OriginalCheckpointError", "OriginalConversionReport", "convert_original_state_dict", "expected_state_shapes",
-         "infer_variant", "load_original_checkpoint", "load_original_weights", "original_architecture",
-         "original_config", "original_key_to_ours", "split_dataset_expert", "unwrap_original_state_dict",
-         "ORIGINAL_SKIPPED_KEYS"),
-        "original",
+    "vit": ("vit_to_ours",),
+    "original": (
+        "ORIGINAL_SKIPPED_KEYS", "OriginalCheckpointError", "OriginalConversionReport", "convert_original_state_dict",
+        "expected_state_shapes", "infer_variant", "load_original_checkpoint", "load_original_weights",
+        "original_architecture", "original_config", "original_key_to_ours", "split_dataset_expert",
+        "unwrap_original_state_dict",
     ),
-    **dict.fromkeys(("VerificationError", "check_against_original", "check_split", "original_heatmaps"), "reference"),
-    **dict.fromkeys(
-        ("ConversionResult", "build_model_from_original", "convert_original_checkpoint", "push_folder_to_hub", "render_model_card",
-         "default_model_card_dir"),
-        "release",
+    "reference": ("VerificationError", "check_against_original", "check_split", "original_heatmaps"),
+    "release": (
+        "ConversionResult", "build_model_from_original", "convert_original_checkpoint", "default_model_card_dir",
+        "push_folder_to_hub", "render_model_card",
     ),
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+})

@@ -12,33 +12,12 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "AnnotationError": "converters",
-    "aic_to_coco": "converters",
-    "mpii_to_coco": "converters",
-    "LoadReport": "coco",
-    "SAMPLE_FEATURES": "coco",
-    "as_batch_transform": "coco",
-    "coco_to_samples": "coco",
-    "load_keypoint_dataset": "coco",
-    "load_keypoint_samples": "coco",
-    "AugmentationParams": "transforms",
-    "TopDownAugmentation": "transforms",
-    "default_upper_body_ids": "transforms",
-    "load_image": "transforms",
-    "MixedDataset": "mixing",
-    "MixingSampler": "mixing",
-    "collate_keypoints": "mixing",
-    "mixing_counts": "mixing",
-    "SyntheticPerson": "synthetic",
-    "generate_synthetic_dataset": "synthetic",
-    "keypoint_colors": "synthetic",
-    "render_person": "synthetic",
-    "render_scene": "synthetic",
-    "sample_person": "synthetic",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "converters": ("AnnotationError", "aic_to_coco", "mpii_to_coco"),
+    "coco": ("LoadReport", "SAMPLE_FEATURES", "as_batch_transform", "coco_to_samples", "load_keypoint_dataset",
+        "load_keypoint_samples"),
+    "transforms": ("AugmentationParams", "TopDownAugmentation", "default_upper_body_ids", "load_image"),
+    "mixing": ("MixedDataset", "MixingSampler", "collate_keypoints", "mixing_counts"),
+    "synthetic": ("SyntheticPerson", "generate_synthetic_dataset", "keypoint_colors", "render_person",
+        "render_scene", "sample_person"),
+})

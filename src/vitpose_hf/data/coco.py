@@ -249,21 +249,19 @@ def load_keypoint_dataset(
     image_root: str | Path,
     layout: str | KeypointLayout = "coco",
     format: str = "coco",
-    dataset_name: str | None = None,
-    dataset_index: int = 0,
+    *,
     transform: Any = None,
-    on_error: str = "raise",
-    check_images: bool = True,
     return_report: bool = False,
+    **options: Any,
 ) -> datasets.Dataset | tuple[datasets.Dataset, LoadReport]:
     """One `datasets.Dataset` row per person (schema in the module docstring).
 
     `transform` (e.g. a `TopDownAugmentation`) is applied on the fly with `with_transform`: as a callable taking a
     sample dict, or through its `transform_batch` method when it has one. Without it, rows are plain samples (to
-    inspect, filter, save or push).
+    inspect, filter, save or push). `options` are those of `load_keypoint_samples` (dataset_name, dataset_index,
+    on_error, check_images).
     """
-    samples, report = load_keypoint_samples(annotation_file, image_root, layout, format, dataset_name,
-                                            dataset_index, on_error, check_images)
+    samples, report = load_keypoint_samples(annotation_file, image_root, layout, format, **options)
     dataset = datasets.Dataset.from_list(samples, features=SAMPLE_FEATURES) if samples else \
         datasets.Dataset.from_dict({key: [] for key in SAMPLE_FEATURES}, features=SAMPLE_FEATURES)
     if transform is not None:

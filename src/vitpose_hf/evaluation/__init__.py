@@ -14,10 +14,10 @@ The steps are public so they can be used on their own:
 - `predict_keypoints(model, processor, samples, ...)`: samples (image path + person box, as produced by
   `vitpose_hf.data.load_keypoint_samples` or `load_detection_boxes`) -> COCO keypoint results. Images are read once,
   crops of many images share a forward pass, heatmaps are decoded by `VitPoseImageProcessor`.
-- `rescore(...)`: a person's score is its box score times the mean of its keypoint scores above 0.2.
+- `rescore(...)`: a person"s score is its box score times the mean of its keypoint scores above 0.2.
 - `oks_nms(results, ...)`: per image, drop people whose OKS with a better-scoring one exceeds 0.9 (mmpose 0.x).
-- `coco_keypoint_eval(coco_gt, results, sigmas)`: pycocotools' COCOeval with the layout's OKS sigmas (any K).
-- `pckh(...)` and `mpii_head_sizes(...)`: MPII's PCKh with head boxes (SC_BIAS 0.6).
+- `coco_keypoint_eval(coco_gt, results, sigmas)`: pycocotools" COCOeval with the layout"s OKS sigmas (any K).
+- `pckh(...)` and `mpii_head_sizes(...)`: MPII"s PCKh with head boxes (SC_BIAS 0.6).
 
 All scores are fractions in [0, 1] (the original prints them multiplied by 100). pycocotools reports -1 for an
 area range without ground truth; that is kept.
@@ -28,19 +28,11 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "COCO_METRIC_NAMES": "coco_metric",
-    "coco_keypoint_eval": "coco_metric",
-    "evaluate_keypoint_dataset": "dataset",
-    "load_detection_boxes": "detections",
-    "load_head_boxes": "pckh_metric",
-    "mpii_head_sizes": "pckh_metric",
-    "pckh": "pckh_metric",
-    "oks_nms": "nms",
-    "rescore": "nms",
-    "predict_keypoints": "prediction",
-}
-
-__all__ = sorted(_EXPORTS)
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "coco_metric": ("COCO_METRIC_NAMES", "coco_keypoint_eval"),
+    "dataset": ("evaluate_keypoint_dataset"),
+    "detections": ("load_detection_boxes"),
+    "pckh_metric": ("load_head_boxes", "mpii_head_sizes", "pckh"),
+    "nms": ("oks_nms", "rescore"),
+    "prediction": ("predict_keypoints"),
+})

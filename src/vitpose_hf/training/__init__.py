@@ -8,24 +8,11 @@ from __future__ import annotations
 
 from .._lazy import lazy_exports
 
-_EXPORTS = {
-    "ConfigError": "config",
-    "TrainingConfig": "config",
-    "load_config": "config",
-    "load_training_config": "config",
-    "initialize_model": "initialization",
-    "layer_decay_parameter_groups": "optim",
-    "parameter_settings": "optim",
-    "apply_freeze": "optim",
-    "build_distiller": "distillation",
-    "VitPoseMaskedAutoencoder": "mae",
-    "load_mae_config": "mae",
-    "pretrain": "mae",
-    "NonFiniteLossError": "trainer",
-    "train": "trainer",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "config": ("ConfigError", "TrainingConfig", "load_config", "load_training_config"),
+    "initialization": ("initialize_model",),
+    "optim": ("layer_decay_parameter_groups", "parameter_settings", "apply_freeze"),
+    "distillation": ("build_distiller",),
+    "mae": ("VitPoseMaskedAutoencoder", "load_mae_config", "pretrain"),
+    "trainer": ("NonFiniteLossError", "train"),
+})
