@@ -90,3 +90,24 @@ def test_saved_folder_carries_only_bundle_code(saved_pipeline_folder):
         text = path.read_text()
         for outside in ("convert", "training", "evaluation", "data", "cli", "metrics", "_lazy", "visualization"):
             assert f"from .{outside} " not in text and f"from .{outside}." not in text, f"{path.name} -> {outside}"
+
+
+@pytest.mark.parametrize("package", ["vitpose_hf.convert", "vitpose_hf.data", "vitpose_hf.evaluation",
+                                     "vitpose_hf.training"])
+def test_every_lazy_export_resolves(package):
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def test_importing_the_package_or_the_generator_leaves_the_converter_out():
+    import subprocess
+
+    code = ("import sys, vitpose_hf.data.synthetic; "
+            "print(sorted(m for m in sys.modules if m.startswith(('vitpose_hf.convert', 'vitpose_hf.training'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
