@@ -6,6 +6,7 @@ pure function of a state dict (plus the config) apart from `load_original_checkp
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -48,20 +49,30 @@ def _shortlist(items, limit: int = 12) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _numpy_multiarray() -> Any:
+    """numpy's multiarray module: `numpy._core.multiarray` on numpy 2, `numpy.core.multiarray` on numpy 1.x.
+
+    Probed by import, not by attribute: on numpy 1.26 other packages may leave a bare `numpy._core` stub behind.
+    """
+    try:
+        return importlib.import_module("numpy._core.multiarray")
+    except ImportError:
+        return importlib.import_module("numpy.core.multiarray")
+
+
 def _metadata_safe_globals() -> list:
     """Plain-data numpy constructors that mmcv may leave in a checkpoint's `meta` (scores, arrays).
 
     They only rebuild numbers and arrays, so allowing them keeps `weights_only=True` safe; anything else (a custom
-    class, a function) is still refused.
+    class, a function) is still refused. Both module paths are allowed, whichever numpy wrote or reads the file.
     """
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy ships with torch
-        return []
-    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    import numpy as np
+
+    core = _numpy_multiarray()
     allowed: list = [np.dtype, np.ndarray]
     for name in ("scalar", "_reconstruct"):
-        allowed += [getattr(core, name), (getattr(core, name), f"numpy.core.multiarray.{name}")]
+        function = getattr(core, name)
+        allowed += [(function, f"numpy.core.multiarray.{name}"), (function, f"numpy._core.multiarray.{name}")]
     allowed += sorted({type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"} - {np.dtype}, key=str)
     return allowed
 
@@ -75,8 +86,9 @@ def load_original_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Original checkpoint {path} does not exist or is not a file.")
+    safe_globals = _metadata_safe_globals()
     try:
-        with torch.serialization.safe_globals(_metadata_safe_globals()):
+        with torch.serialization.safe_globals(safe_globals):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ... depending on the damage
         message = str(error)
