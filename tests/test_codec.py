@@ -7,18 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vitpose_hf.codec import (
-    UDPHeatmapCodec,
-    box_to_center_scale,
-    flip_heatmaps_back,
-    flip_images,
-    gaussian_blur,
-    get_udp_warp_matrix,
-    invert_affine,
-    merge_flip_test,
-    transform_points,
-    warp_affine,
-)
+from vitpose_hf.codec import UDPHeatmapCodec, flip_heatmaps_back, flip_images, gaussian_blur, merge_flip_test
+from vitpose_hf.geometry import box_to_center_scale, get_udp_warp_matrix, invert_affine, transform_points, warp_affine
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -185,7 +175,7 @@ def test_warp_matrix_and_point_transform_match_original():
     center = rng.uniform(50, 400, (5, 2)).astype(np.float32)
     size = rng.uniform(30, 300, (5, 2)).astype(np.float32)
     rotation = np.array([0, 30, -45, 80, 181], dtype=np.float32)
-    matrices = get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), torch.from_numpy(rotation), (192, 256))
+    matrices = get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), torch.from_numpy(rotation), (256, 192))
     points = rng.uniform(0, 500, (5, 17, 2)).astype(np.float32)
     moved = transform_points(torch.from_numpy(points), matrices).numpy()
     for i in range(5):
@@ -194,7 +184,7 @@ def test_warp_matrix_and_point_transform_match_original():
         np.testing.assert_allclose(moved[i], cv2.transform(points[i][None], ref)[0], rtol=1e-5, atol=1e-3)
     # The box spans the crop exactly: its left/top edge -> 0, right/bottom edge -> W-1 / H-1.
     corners = torch.from_numpy(np.stack([center - size / 2, center + size / 2], 1))
-    edges = transform_points(corners, get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), None, (192, 256)))
+    edges = transform_points(corners, get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), None, (256, 192)))
     torch.testing.assert_close(edges[:, 0], torch.zeros(5, 2), atol=1e-3, rtol=0)
     torch.testing.assert_close(edges[:, 1], torch.tensor([[191.0, 255.0]]).expand(5, 2), atol=1e-3, rtol=0)
     round_trip = transform_points(transform_points(torch.from_numpy(points), matrices), invert_affine(matrices))
@@ -209,9 +199,9 @@ def test_warp_affine_matches_cv2(dtype):
     boxes = np.array([[20, 10, 60, 90], [-30, -20, 80, 70], [130, 90, 100, 100], [400, 400, 20, 30]], np.float32)
     rotation = np.array([0.0, 25.0, -60.0, 0.0], np.float32)
     center, size = box_to_center_scale(torch.from_numpy(boxes))
-    matrices = get_udp_warp_matrix(center, size, torch.from_numpy(rotation), (48, 64))
+    matrices = get_udp_warp_matrix(center, size, torch.from_numpy(rotation), (64, 48))
     tensor = torch.from_numpy(image).permute(2, 0, 1)
-    crops = warp_affine(tensor, matrices, (48, 64))
+    crops = warp_affine(tensor, matrices, (64, 48))
     assert crops.shape == (4, 3, 64, 48) and crops.dtype == torch.float32
     for i, box in enumerate(boxes):
         c, s = ref_xywh2cs(box)
@@ -232,13 +222,13 @@ def test_warp_affine_many_images_of_different_sizes():
     boxes = torch.tensor([[5.0, 5, 40, 40], [10, 20, 30, 60], [0, 0, 50, 50]])
     image_index = [1, 0, 1]
     center, size = box_to_center_scale(boxes)
-    matrices = get_udp_warp_matrix(center, size, None, (24, 32))
-    crops = warp_affine(images, matrices, (24, 32), image_index=image_index)
+    matrices = get_udp_warp_matrix(center, size, None, (32, 24))
+    crops = warp_affine(images, matrices, (32, 24), image_index=image_index)
     for i, j in enumerate(image_index):
         ref = cv2.warpAffine(images[j].permute(1, 2, 0).numpy(), matrices[i].numpy(), (24, 32), flags=cv2.INTER_LINEAR)
         assert np.abs(crops[i].permute(1, 2, 0).numpy() - ref).max() < 3.0
     with pytest.raises(ValueError, match="image_index"):
-        warp_affine(images, matrices, (24, 32))
+        warp_affine(images, matrices, (32, 24))
 
 
 def test_warp_affine_border_value_and_value_transform_match_cv2():
@@ -247,8 +237,8 @@ def test_warp_affine_border_value_and_value_transform_match_cv2():
     border = [10.0, -20.0, 30.0]
     boxes = torch.tensor([[60.0, 40.0, 50.0, 50.0], [-20.0, 70.0, 60.0, 60.0], [300.0, 300.0, 10.0, 10.0]])
     center, size = box_to_center_scale(boxes)
-    matrices = get_udp_warp_matrix(center, size, torch.tensor([10.0, -30.0, 0.0]), (40, 56))
-    crops = warp_affine(torch.from_numpy(image).permute(2, 0, 1), matrices, (40, 56), border_value=border,
+    matrices = get_udp_warp_matrix(center, size, torch.tensor([10.0, -30.0, 0.0]), (56, 40))
+    crops = warp_affine(torch.from_numpy(image).permute(2, 0, 1), matrices, (56, 40), border_value=border,
                         scale=scale, shift=shift)
     transformed = image * scale + shift
     for i in range(3):
@@ -272,7 +262,7 @@ def test_gaussian_blur_matches_cv2(shape):
 
 def test_encode_matches_original():
     rng = np.random.default_rng(3)
-    codec = UDPHeatmapCodec(input_size=(192, 256), heatmap_size=(48, 64), sigma=2.0)
+    codec = UDPHeatmapCodec(input_size=(256, 192), heatmap_size=(64, 48))
     joints = rng.uniform(-40, 290, (4, 17, 2)).astype(np.float32)
     joints[0, :3] = [[0.0, 0.0], [191.0, 255.0], [95.3, 127.8]]
     joints[0, 3:6] = [[-25.0, 100.0], [-28.0, 100.0], [100.0, 290.0]]  # just inside / outside the +-3 sigma square
@@ -299,7 +289,7 @@ def test_decode_first_maximum_and_non_positive_maps():
     maps = np.zeros((1, 3, 8, 6), dtype=np.float32)
     maps[0, 0, 2, 3] = maps[0, 0, 5, 1] = 1.0  # two equal maxima: the first in row-major order wins
     maps[0, 1] = -1.0
-    coords, scores = UDPHeatmapCodec(heatmap_size=(6, 8)).decode(torch.from_numpy(maps))
+    coords, scores = UDPHeatmapCodec(heatmap_size=(8, 6)).decode(torch.from_numpy(maps))
     ref_coords, ref_scores = ref_decode(maps[:, :1])
     np.testing.assert_allclose(coords[0, 0].numpy(), ref_coords[0, 0], atol=1e-4)
     assert abs(coords[0, 0, 0].item() - 3) < 0.5 and abs(coords[0, 0, 1].item() - 2) < 0.5
@@ -359,12 +349,12 @@ def test_keypoint_in_image_comes_back_through_crop_heatmap_decode():
         # Blob width: 2 heatmap pixels of this box, in image pixels.
         sigma = 2.0 * size[i, 1].item() / 63
         blob = np.exp(-((xs - target[0]) ** 2 + (ys - target[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
-        matrix = get_udp_warp_matrix(center[i:i + 1], size[i:i + 1], None, (192, 256))
-        crop = warp_affine(torch.from_numpy(blob)[None], matrix, (192, 256))
+        matrix = get_udp_warp_matrix(center[i:i + 1], size[i:i + 1], None, (256, 192))
+        crop = warp_affine(torch.from_numpy(blob)[None], matrix, (256, 192))
         # Heatmap pixel j sits on crop pixel j * stride (UDP): sample the crop there.
-        stride_x, stride_y = codec.stride
+        stride_y, stride_x = codec.stride
         to_heatmap = torch.tensor([[[1 / stride_x, 0.0, 0.0], [0.0, 1 / stride_y, 0.0]]])
-        heatmap = warp_affine(crop[0], to_heatmap, (48, 64))
+        heatmap = warp_affine(crop[0], to_heatmap, (64, 48))
         keypoints, scores = codec.decode_to_image(heatmap, center[i:i + 1], size[i:i + 1])
         assert np.abs(keypoints[0, 0].numpy() - target).max() < 0.5
         assert scores[0, 0] > 0.9

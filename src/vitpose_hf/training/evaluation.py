@@ -13,7 +13,8 @@ The steps are public so they can be used on their own:
 
 - `predict_keypoints(model, processor, samples, ...)`: samples (image path + person box, as produced by
   `vitpose_hf.data.load_keypoint_samples` or `load_detection_boxes`) -> COCO keypoint results. Images are read once,
-  crops of many images share a forward pass, heatmaps are decoded by `VitPoseImageProcessor`.
+  crops of many images share a forward pass, heatmaps are decoded by `VitPoseImageProcessor`, each head cropped and
+  decoded with its own codec (`model.config.head_codec`).
 - `rescore(...)`: a person's score is its box score times the mean of its keypoint scores above 0.2.
 - `oks_nms(results, ...)`: per image, drop people whose OKS with a better-scoring one exceeds 0.9 (mmpose 0.x).
 - `coco_keypoint_eval(coco_gt, results, sigmas)`: pycocotools' COCOeval with the layout's OKS sigmas (any K).
@@ -38,7 +39,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..codec import box_to_center_scale
+from ..geometry import box_to_center_scale
 from ..data.coco import load_keypoint_samples, read_json
 from ..data.converters import AnnotationError, aic_to_coco, mpii_to_coco
 from ..data.transforms import load_image
@@ -163,6 +164,7 @@ def predict_keypoints(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     boxes, box_scores = _sample_boxes(samples)
     layout = model.config.layout(dataset_index)
+    codec = model.config.head_codec(dataset_index).to_dict()
     k = layout.num_keypoints
     per_image: dict[str, list[int]] = {}
     for i, sample in enumerate(samples):
@@ -179,11 +181,12 @@ def predict_keypoints(
             for group in _image_groups(per_image, batch_size):
                 images = [load_image(path, samples[indices[0]].get("annotation_id")) for path, indices in group]
                 group_boxes = [boxes[indices] for _, indices in group]
-                inputs = processor(images, boxes=group_boxes, box_format="xywh", device=device)
+                inputs = processor(images, boxes=group_boxes, box_format="xywh", device=device, codec=codec)
                 heatmaps, flipped = _heatmaps(model, processor, inputs["pixel_values"], dataset_index, k, batch_size,
                                               flip_test)
                 people = processor.post_process_pose_estimation(
-                    heatmaps, boxes=group_boxes, box_format="xywh", flipped_outputs=flipped, dataset=layout.flip_index
+                    heatmaps, boxes=group_boxes, box_format="xywh", flipped_outputs=flipped, dataset=layout.flip_index,
+                    codec=codec,
                 )
                 order = np.concatenate([indices for _, indices in group])
                 keypoints[order] = torch.stack([p["keypoints"] for image in people for p in image]).double().numpy()
