@@ -11,7 +11,18 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_codec import ref_decode, ref_flip_back, ref_udp_target, ref_xywh2cs, smooth_heatmaps, smooth_image
+import torch.nn.functional as F
+from conftest import tiny_config_kwargs
+from PIL import Image
+from test_codec import (
+    ref_decode,
+    ref_flip_back,
+    ref_udp_target,
+    ref_xywh2cs,
+    smooth_heatmaps,
+    smooth_image,
+)
+from transformers import pipeline
 
 from vitpose_hf.codec import (
     MSRA_CODEC,
@@ -22,11 +33,17 @@ from vitpose_hf.codec import (
     build_codec,
     merge_flip_test,
 )
-from vitpose_hf.configuration_vitpose import VARIANTS, VITPOSE_PLUS_DATASETS, VitPoseConfig
+from vitpose_hf.configuration_vitpose import (
+    VARIANTS,
+    VITPOSE_PLUS_DATASETS,
+    VitPoseConfig,
+)
 from vitpose_hf.data import TopDownAugmentation
 from vitpose_hf.geometry import box_to_center_scale, get_affine_matrix, warp_affine
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.keypoints import get_layout
+from vitpose_hf.modeling_vitpose import VitPoseEstimatorOutput, VitPoseModel
+from vitpose_hf.pipeline import KeypointDetectionPipeline
 
 LAYOUTS_FILE = Path("/work/shared/keypoint_layouts.json")
 
@@ -300,8 +317,11 @@ def test_every_variant_sets_each_heads_codec(variant):
 
 def test_head_codecs_follow_head_names_and_reject_bad_values():
     config = VitPoseConfig.from_variant("vitpose-plus-small", keypoint_heads=["aic", "coco", "crowdpose"])
-    assert [c["udp"] for c in config.head_codecs] == [False, True, True]
-    with pytest.raises(ValueError, match="head_codecs has 1 entries for 2"):
+    assert [config.head_codec(i).udp for i in range(3)] == [False, True, True]
+    # A config cut down to one head (as when one dataset's expert is split out) keeps that head's codec.
+    single = VitPoseConfig.from_dict({**config.to_dict(), "keypoint_heads": [config.keypoint_heads[0]]})
+    assert single.head_codec("aic") == MSRA_CODEC and list(single.head_codecs) == ["aic"]
+    with pytest.raises(TypeError, match="head_codecs must map head names"):
         VitPoseConfig(keypoint_heads=["coco", "aic"], head_codecs=[UDP_CODEC.to_dict()])
     with pytest.raises(ValueError, match="post_process"):
         HeadCodec(udp=True, post_process="default")
@@ -346,7 +366,8 @@ def test_vitpose_plus_heads_decode_as_the_original():
 # Training data per head, and the layouts
 # ----------------------------------------------------------------------------------------------------------------
 
-NO_AUGMENTATION = dict(flip_prob=0.0, half_body_prob=0.0, center_jitter_prob=0.0, scale_factor=0.0, rotation_prob=0.0)
+NO_AUGMENTATION = {"flip_prob": 0.0, "half_body_prob": 0.0, "center_jitter_prob": 0.0, "scale_factor": 0.0,
+                   "rotation_prob": 0.0}
 
 
 def test_training_targets_use_the_heads_encoding():
@@ -391,3 +412,47 @@ def test_mpii_has_no_half_body_step():
         aug = TopDownAugmentation(layout, half_body_prob=1.0, seed=0)
         drawn = [aug.sample_params(joints[:k], [40, 40, 120, 120], 300, aug.rng_for(0, i)).half_body for i in range(20)]
         assert any(drawn) is expected, layout
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipeline crops, flips and decodes each head of a ViTPose+ model with that head's codec
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class SpotModel(VitPoseModel):
+    """A stand-in ViTPose whose heatmaps peak where its crop is brightest, in the geometry its head was trained
+    with: heatmap pixel u sits on crop pixel u * (W - 1) / (w - 1) with UDP, on u * W / w otherwise."""
+
+    def forward(self, pixel_values, dataset_index=None, **kwargs):
+        index = int(self.resolve_dataset_index(dataset_index, pixel_values.shape[0], pixel_values.device)[0])
+        udp = self.config.head_codec(index).udp
+        num_keypoints = self.config.layouts[index].num_keypoints
+        height, width = pixel_values.shape[-2:]
+        rows, cols = self.config.heatmap_size
+        brightness = F.avg_pool2d(pixel_values.mean(1, keepdim=True), 5, stride=1, padding=2, count_include_pad=False)
+        if udp:
+            maps = F.interpolate(brightness, size=(rows, cols), mode="bilinear", align_corners=True)
+        else:
+            xs = (2 * torch.arange(cols) * (width / cols) + 1) / width - 1
+            ys = (2 * torch.arange(rows) * (height / rows) + 1) / height - 1
+            grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).expand(len(pixel_values), -1, -1, -1)
+            maps = F.grid_sample(brightness, grid.to(brightness.dtype), mode="bilinear", align_corners=False)
+        maps = torch.exp(2.0 * (maps - maps.amax(dim=(2, 3), keepdim=True)))
+        return VitPoseEstimatorOutput(heatmaps=maps.expand(-1, num_keypoints, -1, -1).contiguous())
+
+
+def test_pipeline_decodes_every_vitpose_plus_head_with_its_codec():
+    config = VitPoseConfig.from_variant("vitpose-plus-small", **tiny_config_kwargs(part_features=8))
+    model = SpotModel(config).eval()
+    pose = pipeline("keypoint-detection", model=model, image_processor=VitPoseImageProcessor.from_model_config(config),
+                    pipeline_class=KeypointDetectionPipeline, device="cpu")
+    height, width = 200, 240
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(7)
+    for spot in rng.uniform([80, 60], [130, 140], (3, 2)):
+        blob = np.exp(-((x - spot[0]) ** 2 + (y - spot[1]) ** 2) / (2 * 6.0**2))
+        image = Image.fromarray((blob * 255).round().astype(np.uint8)).convert("RGB")
+        # A heatmap pixel is about 2.7 image pixels here; the standard decoding is good to about a quarter of one.
+        for head, tolerance in (("coco", 0.05), ("aic", 1.0), ("wholebody", 1.0)):
+            people = pose(image, boxes=[[60.0, 30.0, 90.0, 140.0]], dataset=head, flip_test=True)
+            assert np.abs(np.asarray(people[0]["keypoints"]) - spot).max() < tolerance, head

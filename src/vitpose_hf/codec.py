@@ -74,7 +74,7 @@ class HeadCodec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: "HeadCodec | Mapping[str, Any] | None") -> "HeadCodec":
+    def from_dict(cls, data: HeadCodec | Mapping[str, Any] | None) -> HeadCodec:
         """A `HeadCodec` from its dict (unknown keys are errors naming them); None gives the UDP default."""
         if data is None:
             return cls()
@@ -275,7 +275,7 @@ def get_heatmap_maximum(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
 
     Where the maximum is <= 0 the location is -1, as the original's `_get_max_preds`.
     """
-    num, joints, height, width = heatmaps.shape
+    num, joints, _, width = heatmaps.shape
     scores, index = heatmaps.reshape(num, joints, -1).max(dim=-1)
     coords = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=-1).to(torch.float32)
     return torch.where((scores > 0).unsqueeze(-1), coords, -1.0), scores
@@ -500,10 +500,24 @@ def build_codec(
 
 
 __all__ = [
-    "HeadCodec", "HeatmapCodec", "MSRAHeatmapCodec", "MSRA_CODEC", "UDPHeatmapCodec", "UDP_CODEC", "build_codec",
-    "flip_heatmaps_back", "flip_images", "gaussian_blur", "gaussian_blur_matrix", "generate_msra_gaussian_heatmaps",
-    "generate_udp_gaussian_heatmaps", "get_heatmap_maximum", "merge_flip_test", "refine_keypoints",
-    "refine_keypoints_dark", "refine_keypoints_dark_udp",
+    "MSRA_CODEC",
+    "UDP_CODEC",
+    "HeadCodec",
+    "HeatmapCodec",
+    "MSRAHeatmapCodec",
+    "UDPHeatmapCodec",
+    "build_codec",
+    "flip_heatmaps_back",
+    "flip_images",
+    "gaussian_blur",
+    "gaussian_blur_matrix",
+    "generate_msra_gaussian_heatmaps",
+    "generate_udp_gaussian_heatmaps",
+    "get_heatmap_maximum",
+    "merge_flip_test",
+    "refine_keypoints",
+    "refine_keypoints_dark",
+    "refine_keypoints_dark_udp",
 ]
 
 

@@ -11,7 +11,6 @@ from transformers.backbone_utils import BackboneConfigMixin
 from .codec import MSRA_CODEC, UDP_CODEC, HeadCodec
 from .keypoints import KeypointLayout, get_layout
 
-
 # (hidden_size, num_hidden_layers, num_attention_heads, drop_path_rate, part_features) per size.
 MODEL_SIZES: dict[str, tuple[int, int, int, float, int]] = {
     "small": (384, 12, 12, 0.1, 96),
@@ -54,8 +53,8 @@ ORIGINAL_HEAD_CODECS: dict[str, HeadCodec] = {
 }
 
 
-def _original_codecs(heads: list[str]) -> list[dict[str, Any]]:
-    return [ORIGINAL_HEAD_CODECS[head].to_dict() for head in heads]
+def _original_codecs(heads: list[str]) -> dict[str, dict[str, Any]]:
+    return {head: ORIGINAL_HEAD_CODECS[head].to_dict() for head in heads}
 
 
 def _variant_kwargs() -> dict[str, dict[str, Any]]:
@@ -109,9 +108,10 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         keypoint_heads: one keypoint layout per dataset, each a layout name (see `vitpose_hf.keypoints`) or a dict
             with name, keypoints, flip_pairs, skeleton (and optionally oks_sigmas, joint_weights).
             Head `i` is trained on dataset `i` and, with experts, uses expert `i`.
-        head_codecs: one `vitpose_hf.codec.HeadCodec` dict per head: how its targets are encoded and its heatmaps
-            decoded (UDP or standard crop and targets, sigma, refinement, flip-test shift). None: UDP for every head.
-            `from_variant` sets what the original trained each released head with.
+        head_codecs: `{head name: vitpose_hf.codec.HeadCodec dict}`: how each head's targets are encoded and its
+            heatmaps decoded (UDP or standard crop and targets, sigma, refinement, flip-test shift). Heads left out
+            use UDP; entries naming no head of the model are dropped, so a config cut down to some of its heads
+            keeps theirs. `from_variant` sets what the original trained each released head with.
         num_knowledge_tokens: learned tokens appended after the patch embedding (knowledge-token distillation).
         knowledge_token_dim: width the knowledge token was learned at; when it differs from `hidden_size` a fixed
             projection maps it in (see `modeling_vitpose.VitPoseEmbeddings`).
@@ -142,7 +142,7 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     decoder: str = "classic"
     decoder_channels: int = 256
     keypoint_heads: list[Any] | None = None
-    head_codecs: list[dict[str, Any]] | None = None
+    head_codecs: dict[str, dict[str, Any]] | None = None
     num_knowledge_tokens: int = 0
     knowledge_token_dim: int | None = None
     initializer_range: float = 0.02
@@ -156,12 +156,12 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         self.window_size = [int(s) for s in self.window_size]
         heads = self.keypoint_heads if self.keypoint_heads is not None else ["coco"]
         self.keypoint_heads = [get_layout(head).to_dict() for head in heads]
-        codecs = self.head_codecs if self.head_codecs is not None else [None] * len(self.keypoint_heads)
-        if len(codecs) != len(self.keypoint_heads):
-            raise ValueError(
-                f"head_codecs has {len(codecs)} entries for {len(self.keypoint_heads)} keypoint_heads: give one per head."
-            )
-        self.head_codecs = [HeadCodec.from_dict(codec).to_dict() for codec in codecs]
+        codecs = self.head_codecs if self.head_codecs is not None else {}
+        if not isinstance(codecs, dict):
+            raise TypeError(f"head_codecs must map head names to codec settings, got {type(codecs).__name__}.")
+        self.head_codecs = {
+            head["name"]: HeadCodec.from_dict(codecs.get(head["name"])).to_dict() for head in self.keypoint_heads
+        }
         self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_hidden_layers + 1)]
         self.set_output_features_output_indices(out_indices=out_indices, out_features=out_features)
         super().__post_init__(**kwargs)
@@ -263,7 +263,7 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
 
     def head_codec(self, dataset: int | str | None = None) -> HeadCodec:
         """The encoding and decoding settings of a head (by dataset name or index; None: the first head)."""
-        return HeadCodec.from_dict(self.head_codecs[self.dataset_index(dataset)])
+        return HeadCodec.from_dict(self.head_codecs[self.head_names[self.dataset_index(dataset)]])
 
     def dataset_index(self, dataset: int | str | None) -> int:
         """Head index of a dataset given by index or name (None: the first head)."""
@@ -284,18 +284,14 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     def from_variant(cls, name: str, **overrides: Any) -> "VitPoseConfig":
         """Config of a released variant, e.g. "vitpose-base-simple" or "vitpose-plus-huge"; overrides win.
 
-        Heads given in `overrides` without `head_codecs` keep the variant's codec of the head of the same name (UDP
-        for a name the variant lacks), so a ViTPose+ fine-tune on its AIC head still encodes AIC as it was trained.
+        Heads given in `overrides` keep the variant's codec of the head of the same name (UDP for a name the variant
+        lacks), so a ViTPose+ fine-tune of its AIC head still encodes AIC as it was trained.
         """
         if name not in VARIANTS:
             raise ValueError(f"Unknown ViTPose variant {name!r}; known: {sorted(VARIANTS)}.")
         kwargs = copy.deepcopy(VARIANTS[name])
-        if "keypoint_heads" in overrides and "head_codecs" not in overrides and overrides["keypoint_heads"] is not None:
-            by_name = dict(zip(kwargs["keypoint_heads"], kwargs["head_codecs"]))
-            names = [get_layout(head).name for head in overrides["keypoint_heads"]]
-            kwargs["head_codecs"] = [by_name.get(head, UDP_CODEC.to_dict()) for head in names]
         kwargs.update(overrides)
         return cls(**kwargs)
 
 
-__all__ = ["VitPoseConfig", "VARIANTS", "MODEL_SIZES", "INPUT_RESOLUTIONS", "ORIGINAL_HEAD_CODECS", "parse_image_size"]
+__all__ = ["INPUT_RESOLUTIONS", "MODEL_SIZES", "ORIGINAL_HEAD_CODECS", "VARIANTS", "VitPoseConfig", "parse_image_size"]
