@@ -521,10 +521,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Crop geometry moved to `geometry.py`; the old import path keeps working."""
-    from . import geometry
+_MOVED_TO_GEOMETRY = ("box_to_center_scale", "get_udp_warp_matrix", "invert_affine", "transform_points", "warp_affine")
 
-    if name in geometry.__all__:
+
+def __getattr__(name: str) -> Any:
+    """Crop geometry moved to `geometry.py`; its old import path keeps working (imported only when asked for)."""
+    if name in _MOVED_TO_GEOMETRY:
+        from . import geometry
+
         return getattr(geometry, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
