@@ -1,24 +1,13 @@
 """The codec against the original ViTPose algorithms (mmpose 0.x), re-written here in plain numpy / OpenCV."""
 
-import math
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from vitpose_hf.codec import (
-    UDPHeatmapCodec,
-    box_to_center_scale,
-    flip_heatmaps_back,
-    flip_images,
-    gaussian_blur,
-    get_udp_warp_matrix,
-    invert_affine,
-    merge_flip_test,
-    transform_points,
-    warp_affine,
-)
+from vitpose_hf.codec import UDPHeatmapCodec, flip_heatmaps_back, flip_images, gaussian_blur, merge_flip_test
+from vitpose_hf.geometry import box_to_center_scale, get_udp_warp_matrix, invert_affine, transform_points, warp_affine
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -26,142 +15,9 @@ from vitpose_hf.codec import (
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def ref_xywh2cs(box, aspect_ratio=0.75, padding=1.25):
-    x, y, w, h = box
-    center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
-    if w > aspect_ratio * h:
-        h = w * 1.0 / aspect_ratio
-    elif w < aspect_ratio * h:
-        w = h * aspect_ratio
-    scale = np.array([w / 200.0, h / 200.0], dtype=np.float32) * padding
-    return center, scale
-
-
-def ref_get_warp_matrix(theta, size_input, size_dst, size_target):
-    theta = np.deg2rad(theta)
-    matrix = np.zeros((2, 3), dtype=np.float32)
-    scale_x = size_dst[0] / size_target[0]
-    scale_y = size_dst[1] / size_target[1]
-    matrix[0, 0] = math.cos(theta) * scale_x
-    matrix[0, 1] = -math.sin(theta) * scale_x
-    matrix[0, 2] = scale_x * (-0.5 * size_input[0] * math.cos(theta) + 0.5 * size_input[1] * math.sin(theta)
-                              + 0.5 * size_target[0])
-    matrix[1, 0] = math.sin(theta) * scale_y
-    matrix[1, 1] = math.cos(theta) * scale_y
-    matrix[1, 2] = scale_y * (-0.5 * size_input[0] * math.sin(theta) - 0.5 * size_input[1] * math.cos(theta)
-                              + 0.5 * size_target[1])
-    return matrix
-
-
-def ref_udp_target(joints, visible, image_size, heatmap_size, sigma=2.0):
-    """mmpose 0.x TopDownGenerateTarget._udp_generate_target, GaussianHeatmap, one person."""
-    num_joints = len(joints)
-    image_size, heatmap_size = np.array(image_size), np.array(heatmap_size)
-    target_weight = np.ones((num_joints, 1), dtype=np.float32)
-    target_weight[:, 0] = visible
-    target = np.zeros((num_joints, heatmap_size[1], heatmap_size[0]), dtype=np.float32)
-    tmp_size = sigma * 3
-    size = 2 * tmp_size + 1
-    x = np.arange(0, size, 1, np.float32)
-    y = x[:, None]
-    for joint_id in range(num_joints):
-        feat_stride = (image_size - 1.0) / (heatmap_size - 1.0)
-        mu_x = int(joints[joint_id][0] / feat_stride[0] + 0.5)
-        mu_y = int(joints[joint_id][1] / feat_stride[1] + 0.5)
-        ul = [int(mu_x - tmp_size), int(mu_y - tmp_size)]
-        br = [int(mu_x + tmp_size + 1), int(mu_y + tmp_size + 1)]
-        if ul[0] >= heatmap_size[0] or ul[1] >= heatmap_size[1] or br[0] < 0 or br[1] < 0:
-            target_weight[joint_id] = 0
-            continue
-        mu_x_ac = joints[joint_id][0] / feat_stride[0]
-        mu_y_ac = joints[joint_id][1] / feat_stride[1]
-        x0 = y0 = size // 2
-        x0 += mu_x_ac - mu_x
-        y0 += mu_y_ac - mu_y
-        g = np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma**2))
-        g_x = max(0, -ul[0]), min(br[0], heatmap_size[0]) - ul[0]
-        g_y = max(0, -ul[1]), min(br[1], heatmap_size[1]) - ul[1]
-        img_x = max(0, ul[0]), min(br[0], heatmap_size[0])
-        img_y = max(0, ul[1]), min(br[1], heatmap_size[1])
-        if target_weight[joint_id] > 0.5:
-            target[joint_id][img_y[0]:img_y[1], img_x[0]:img_x[1]] = g[g_y[0]:g_y[1], g_x[0]:g_x[1]]
-    return target, target_weight[:, 0]
-
-
-def ref_decode(heatmaps, kernel=11):
-    """mmpose 0.x keypoints_from_heatmaps(use_udp=True): _get_max_preds then post_dark_udp (heatmap pixels)."""
-    heatmaps = heatmaps.copy()
-    n, k, h, w = heatmaps.shape
-    flat = heatmaps.reshape((n, k, -1))
-    idx = np.argmax(flat, 2).reshape((n, k, 1))
-    maxvals = np.amax(flat, 2).reshape((n, k, 1))
-    preds = np.tile(idx, (1, 1, 2)).astype(np.float32)
-    preds[:, :, 0] = preds[:, :, 0] % w
-    preds[:, :, 1] = preds[:, :, 1] // w
-    preds = np.where(np.tile(maxvals, (1, 1, 2)) > 0.0, preds, -1)
-
-    for maps in heatmaps:
-        for heatmap in maps:
-            cv2.GaussianBlur(heatmap, (kernel, kernel), 0, heatmap)
-    np.clip(heatmaps, 0.001, 50, heatmaps)
-    np.log(heatmaps, heatmaps)
-    pad = np.pad(heatmaps, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge").flatten()
-    index = preds[..., 0] + 1 + (preds[..., 1] + 1) * (w + 2)
-    index += (w + 2) * (h + 2) * np.arange(0, n * k).reshape(-1, k)
-    index = index.astype(int).reshape(-1, 1)
-    i_ = pad[index]
-    ix1 = pad[index + 1]
-    iy1 = pad[index + w + 2]
-    ix1y1 = pad[index + w + 3]
-    ix1_y1_ = pad[index - w - 3]
-    ix1_ = pad[index - 1]
-    iy1_ = pad[index - 2 - w]
-    dx = 0.5 * (ix1 - ix1_)
-    dy = 0.5 * (iy1 - iy1_)
-    derivative = np.concatenate([dx, dy], axis=1).reshape(n, k, 2, 1)
-    dxx = ix1 - 2 * i_ + ix1_
-    dyy = iy1 - 2 * i_ + iy1_
-    dxy = 0.5 * (ix1y1 - ix1 - iy1 + i_ + i_ - ix1_ - iy1_ + ix1_y1_)
-    hessian = np.concatenate([dxx, dxy, dxy, dyy], axis=1).reshape(n, k, 2, 2)
-    hessian = np.linalg.inv(hessian + np.finfo(np.float32).eps * np.eye(2))
-    preds -= np.einsum("ijmn,ijnk->ijmk", hessian, derivative).reshape(n, k, 2)
-    return preds, maxvals[..., 0]
-
-
-def ref_flip_back(output_flipped, flip_pairs):
-    back = output_flipped.copy()
-    for left, right in flip_pairs:
-        back[:, left] = output_flipped[:, right]
-        back[:, right] = output_flipped[:, left]
-    return back[..., ::-1]
-
-
-def smooth_heatmaps(rng, n, k, h, w):
-    """Positive, smooth maps with one or two bumps each, like a trained model's output."""
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    maps = np.zeros((n, k, h, w))
-    for bump in range(2):
-        cx = rng.uniform(-2, w + 1, (n, k, 1, 1))
-        cy = rng.uniform(-2, h + 1, (n, k, 1, 1))
-        sx, sy = rng.uniform(1.2, 3.5, (2, n, k, 1, 1))
-        amp = rng.uniform(0.2, 1.0, (n, k, 1, 1)) * (1.0 if bump == 0 else 0.6)
-        maps += amp * np.exp(-((xs - cx) ** 2) / (2 * sx**2) - (ys - cy) ** 2 / (2 * sy**2))
-    maps += rng.normal(0, 0.01, maps.shape)
-    return maps.astype(np.float32)
-
-
-def smooth_image(h, w, channels=3, seed=0):
-    """A smooth image in [0, 255], so bilinear interpolation schemes can be compared tightly."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    image = np.zeros((h, w, channels))
-    for c in range(channels):
-        fx, fy, px, py = rng.uniform(0.01, 0.05, 2).tolist() + rng.uniform(0, 6, 2).tolist()
-        image[..., c] = 127.5 + 120 * np.sin(fx * xs + px) * np.cos(fy * ys + py)
-    return image.astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------------------------
+from support.codec_reference import (
+    ref_decode, ref_flip_back, ref_get_warp_matrix, ref_udp_target, ref_xywh2cs, smooth_heatmaps, smooth_image,
+)
 
 
 def test_box_to_center_scale_matches_original():
@@ -185,7 +41,7 @@ def test_warp_matrix_and_point_transform_match_original():
     center = rng.uniform(50, 400, (5, 2)).astype(np.float32)
     size = rng.uniform(30, 300, (5, 2)).astype(np.float32)
     rotation = np.array([0, 30, -45, 80, 181], dtype=np.float32)
-    matrices = get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), torch.from_numpy(rotation), (192, 256))
+    matrices = get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), torch.from_numpy(rotation), (256, 192))
     points = rng.uniform(0, 500, (5, 17, 2)).astype(np.float32)
     moved = transform_points(torch.from_numpy(points), matrices).numpy()
     for i in range(5):
@@ -194,7 +50,7 @@ def test_warp_matrix_and_point_transform_match_original():
         np.testing.assert_allclose(moved[i], cv2.transform(points[i][None], ref)[0], rtol=1e-5, atol=1e-3)
     # The box spans the crop exactly: its left/top edge -> 0, right/bottom edge -> W-1 / H-1.
     corners = torch.from_numpy(np.stack([center - size / 2, center + size / 2], 1))
-    edges = transform_points(corners, get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), None, (192, 256)))
+    edges = transform_points(corners, get_udp_warp_matrix(torch.from_numpy(center), torch.from_numpy(size), None, (256, 192)))
     torch.testing.assert_close(edges[:, 0], torch.zeros(5, 2), atol=1e-3, rtol=0)
     torch.testing.assert_close(edges[:, 1], torch.tensor([[191.0, 255.0]]).expand(5, 2), atol=1e-3, rtol=0)
     round_trip = transform_points(transform_points(torch.from_numpy(points), matrices), invert_affine(matrices))
@@ -209,9 +65,9 @@ def test_warp_affine_matches_cv2(dtype):
     boxes = np.array([[20, 10, 60, 90], [-30, -20, 80, 70], [130, 90, 100, 100], [400, 400, 20, 30]], np.float32)
     rotation = np.array([0.0, 25.0, -60.0, 0.0], np.float32)
     center, size = box_to_center_scale(torch.from_numpy(boxes))
-    matrices = get_udp_warp_matrix(center, size, torch.from_numpy(rotation), (48, 64))
+    matrices = get_udp_warp_matrix(center, size, torch.from_numpy(rotation), (64, 48))
     tensor = torch.from_numpy(image).permute(2, 0, 1)
-    crops = warp_affine(tensor, matrices, (48, 64))
+    crops = warp_affine(tensor, matrices, (64, 48))
     assert crops.shape == (4, 3, 64, 48) and crops.dtype == torch.float32
     for i, box in enumerate(boxes):
         c, s = ref_xywh2cs(box)
@@ -232,13 +88,13 @@ def test_warp_affine_many_images_of_different_sizes():
     boxes = torch.tensor([[5.0, 5, 40, 40], [10, 20, 30, 60], [0, 0, 50, 50]])
     image_index = [1, 0, 1]
     center, size = box_to_center_scale(boxes)
-    matrices = get_udp_warp_matrix(center, size, None, (24, 32))
-    crops = warp_affine(images, matrices, (24, 32), image_index=image_index)
+    matrices = get_udp_warp_matrix(center, size, None, (32, 24))
+    crops = warp_affine(images, matrices, (32, 24), image_index=image_index)
     for i, j in enumerate(image_index):
         ref = cv2.warpAffine(images[j].permute(1, 2, 0).numpy(), matrices[i].numpy(), (24, 32), flags=cv2.INTER_LINEAR)
         assert np.abs(crops[i].permute(1, 2, 0).numpy() - ref).max() < 3.0
     with pytest.raises(ValueError, match="image_index"):
-        warp_affine(images, matrices, (24, 32))
+        warp_affine(images, matrices, (32, 24))
 
 
 def test_warp_affine_border_value_and_value_transform_match_cv2():
@@ -247,8 +103,8 @@ def test_warp_affine_border_value_and_value_transform_match_cv2():
     border = [10.0, -20.0, 30.0]
     boxes = torch.tensor([[60.0, 40.0, 50.0, 50.0], [-20.0, 70.0, 60.0, 60.0], [300.0, 300.0, 10.0, 10.0]])
     center, size = box_to_center_scale(boxes)
-    matrices = get_udp_warp_matrix(center, size, torch.tensor([10.0, -30.0, 0.0]), (40, 56))
-    crops = warp_affine(torch.from_numpy(image).permute(2, 0, 1), matrices, (40, 56), border_value=border,
+    matrices = get_udp_warp_matrix(center, size, torch.tensor([10.0, -30.0, 0.0]), (56, 40))
+    crops = warp_affine(torch.from_numpy(image).permute(2, 0, 1), matrices, (56, 40), border_value=border,
                         scale=scale, shift=shift)
     transformed = image * scale + shift
     for i in range(3):
@@ -272,7 +128,7 @@ def test_gaussian_blur_matches_cv2(shape):
 
 def test_encode_matches_original():
     rng = np.random.default_rng(3)
-    codec = UDPHeatmapCodec(input_size=(192, 256), heatmap_size=(48, 64), sigma=2.0)
+    codec = UDPHeatmapCodec(input_size=(256, 192), heatmap_size=(64, 48))
     joints = rng.uniform(-40, 290, (4, 17, 2)).astype(np.float32)
     joints[0, :3] = [[0.0, 0.0], [191.0, 255.0], [95.3, 127.8]]
     joints[0, 3:6] = [[-25.0, 100.0], [-28.0, 100.0], [100.0, 290.0]]  # just inside / outside the +-3 sigma square
@@ -299,7 +155,7 @@ def test_decode_first_maximum_and_non_positive_maps():
     maps = np.zeros((1, 3, 8, 6), dtype=np.float32)
     maps[0, 0, 2, 3] = maps[0, 0, 5, 1] = 1.0  # two equal maxima: the first in row-major order wins
     maps[0, 1] = -1.0
-    coords, scores = UDPHeatmapCodec(heatmap_size=(6, 8)).decode(torch.from_numpy(maps))
+    coords, scores = UDPHeatmapCodec(heatmap_size=(8, 6)).decode(torch.from_numpy(maps))
     ref_coords, ref_scores = ref_decode(maps[:, :1])
     np.testing.assert_allclose(coords[0, 0].numpy(), ref_coords[0, 0], atol=1e-4)
     assert abs(coords[0, 0, 0].item() - 3) < 0.5 and abs(coords[0, 0, 1].item() - 2) < 0.5
@@ -359,12 +215,12 @@ def test_keypoint_in_image_comes_back_through_crop_heatmap_decode():
         # Blob width: 2 heatmap pixels of this box, in image pixels.
         sigma = 2.0 * size[i, 1].item() / 63
         blob = np.exp(-((xs - target[0]) ** 2 + (ys - target[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
-        matrix = get_udp_warp_matrix(center[i:i + 1], size[i:i + 1], None, (192, 256))
-        crop = warp_affine(torch.from_numpy(blob)[None], matrix, (192, 256))
+        matrix = get_udp_warp_matrix(center[i:i + 1], size[i:i + 1], None, (256, 192))
+        crop = warp_affine(torch.from_numpy(blob)[None], matrix, (256, 192))
         # Heatmap pixel j sits on crop pixel j * stride (UDP): sample the crop there.
-        stride_x, stride_y = codec.stride
+        stride_y, stride_x = codec.stride
         to_heatmap = torch.tensor([[[1 / stride_x, 0.0, 0.0], [0.0, 1 / stride_y, 0.0]]])
-        heatmap = warp_affine(crop[0], to_heatmap, (48, 64))
+        heatmap = warp_affine(crop[0], to_heatmap, (64, 48))
         keypoints, scores = codec.decode_to_image(heatmap, center[i:i + 1], size[i:i + 1])
         assert np.abs(keypoints[0, 0].numpy() - target).max() < 0.5
         assert scores[0, 0] > 0.9

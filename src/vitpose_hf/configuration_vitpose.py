@@ -8,8 +8,8 @@ from typing import Any
 from transformers import PreTrainedConfig
 from transformers.backbone_utils import BackboneConfigMixin
 
+from .codec import MSRA_CODEC, UDP_CODEC, HeadCodec
 from .keypoints import KeypointLayout, get_layout
-
 
 # (hidden_size, num_hidden_layers, num_attention_heads, drop_path_rate, part_features) per size.
 MODEL_SIZES: dict[str, tuple[int, int, int, float, int]] = {
@@ -43,18 +43,35 @@ def parse_image_size(image_size: str | list[int] | tuple[int, ...]) -> tuple[int
     return size
 
 
+# How the original release trained each dataset's head (its per-dataset pipelines and test configs): COCO and MPII
+# with UDP, the others with the standard crop, MSRA targets and standard decoding (flip test with shift_heatmap).
+# The COCO+AIC+MPII release ships no config of its own; it is taken to follow the ViTPose+ pipelines, which train
+# the same datasets this way.
+ORIGINAL_HEAD_CODECS: dict[str, HeadCodec] = {
+    "coco": UDP_CODEC, "mpii": UDP_CODEC, "aic": MSRA_CODEC, "crowdpose": MSRA_CODEC, "ochuman": MSRA_CODEC,
+    "ap10k": MSRA_CODEC, "apt36k": MSRA_CODEC, "wholebody": MSRA_CODEC,
+}
+
+
+def _original_codecs(heads: list[str]) -> dict[str, dict[str, Any]]:
+    return {head: ORIGINAL_HEAD_CODECS[head].to_dict() for head in heads}
+
+
 def _variant_kwargs() -> dict[str, dict[str, Any]]:
     variants: dict[str, dict[str, Any]] = {}
     for size, (hidden, depth, heads, drop_path, part) in MODEL_SIZES.items():
         dims = dict(hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, drop_path_rate=drop_path)
-        variants[f"vitpose-{size}"] = dict(dims, decoder="classic")
-        variants[f"vitpose-{size}-simple"] = dict(dims, decoder="simple")
+        coco = dict(keypoint_heads=["coco"], head_codecs=_original_codecs(["coco"]))
+        variants[f"vitpose-{size}"] = dict(dims, decoder="classic", **coco)
+        variants[f"vitpose-{size}-simple"] = dict(dims, decoder="simple", **coco)
         variants[f"vitpose-plus-{size}"] = dict(
             dims, decoder="classic", num_experts=len(VITPOSE_PLUS_DATASETS), part_features=part,
-            keypoint_heads=list(VITPOSE_PLUS_DATASETS),
+            keypoint_heads=list(VITPOSE_PLUS_DATASETS), head_codecs=_original_codecs(list(VITPOSE_PLUS_DATASETS)),
         )
     base = variants["vitpose-base"]
-    variants["vitpose-base-coco-aic-mpii"] = dict(base, keypoint_heads=list(MULTI_TASK_DATASETS))
+    variants["vitpose-base-coco-aic-mpii"] = dict(
+        base, keypoint_heads=list(MULTI_TASK_DATASETS), head_codecs=_original_codecs(list(MULTI_TASK_DATASETS))
+    )
     return variants
 
 
@@ -91,6 +108,10 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         keypoint_heads: one keypoint layout per dataset, each a layout name (see `vitpose_hf.keypoints`) or a dict
             with name, keypoints, flip_pairs, skeleton (and optionally oks_sigmas, joint_weights).
             Head `i` is trained on dataset `i` and, with experts, uses expert `i`.
+        head_codecs: `{head name: vitpose_hf.codec.HeadCodec dict}`: how each head's targets are encoded and its
+            heatmaps decoded (UDP or standard crop and targets, sigma, refinement, flip-test shift). Heads left out
+            use UDP; entries naming no head of the model are dropped, so a config cut down to some of its heads
+            keeps theirs. `from_variant` sets what the original trained each released head with.
         num_knowledge_tokens: learned tokens appended after the patch embedding (knowledge-token distillation).
         knowledge_token_dim: width the knowledge token was learned at; when it differs from `hidden_size` a fixed
             projection maps it in (see `modeling_vitpose.VitPoseEmbeddings`).
@@ -121,6 +142,7 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     decoder: str = "classic"
     decoder_channels: int = 256
     keypoint_heads: list[Any] | None = None
+    head_codecs: dict[str, dict[str, Any]] | None = None
     num_knowledge_tokens: int = 0
     knowledge_token_dim: int | None = None
     initializer_range: float = 0.02
@@ -134,6 +156,12 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         self.window_size = [int(s) for s in self.window_size]
         heads = self.keypoint_heads if self.keypoint_heads is not None else ["coco"]
         self.keypoint_heads = [get_layout(head).to_dict() for head in heads]
+        codecs = self.head_codecs if self.head_codecs is not None else {}
+        if not isinstance(codecs, dict):
+            raise TypeError(f"head_codecs must map head names to codec settings, got {type(codecs).__name__}.")
+        self.head_codecs = {
+            head["name"]: HeadCodec.from_dict(codecs.get(head["name"])).to_dict() for head in self.keypoint_heads
+        }
         self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_hidden_layers + 1)]
         self.set_output_features_output_indices(out_indices=out_indices, out_features=out_features)
         super().__post_init__(**kwargs)
@@ -233,6 +261,10 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     def layout(self, dataset: int | str | None = None) -> KeypointLayout:
         return self.layouts[self.dataset_index(dataset)]
 
+    def head_codec(self, dataset: int | str | None = None) -> HeadCodec:
+        """The encoding and decoding settings of a head (by dataset name or index; None: the first head)."""
+        return HeadCodec.from_dict(self.head_codecs[self.head_names[self.dataset_index(dataset)]])
+
     def dataset_index(self, dataset: int | str | None) -> int:
         """Head index of a dataset given by index or name (None: the first head)."""
         if dataset is None:
@@ -250,7 +282,11 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     # Variants ---------------------------------------------------------------------------------------------------
     @classmethod
     def from_variant(cls, name: str, **overrides: Any) -> "VitPoseConfig":
-        """Config of a released variant, e.g. "vitpose-base-simple" or "vitpose-plus-huge"; overrides win."""
+        """Config of a released variant, e.g. "vitpose-base-simple" or "vitpose-plus-huge"; overrides win.
+
+        Heads given in `overrides` keep the variant's codec of the head of the same name (UDP for a name the variant
+        lacks), so a ViTPose+ fine-tune of its AIC head still encodes AIC as it was trained.
+        """
         if name not in VARIANTS:
             raise ValueError(f"Unknown ViTPose variant {name!r}; known: {sorted(VARIANTS)}.")
         kwargs = copy.deepcopy(VARIANTS[name])
@@ -258,4 +294,4 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         return cls(**kwargs)
 
 
-__all__ = ["VitPoseConfig", "VARIANTS", "MODEL_SIZES", "INPUT_RESOLUTIONS", "parse_image_size"]
+__all__ = ["INPUT_RESOLUTIONS", "MODEL_SIZES", "ORIGINAL_HEAD_CODECS", "VARIANTS", "VitPoseConfig", "parse_image_size"]

@@ -1,9 +1,11 @@
 """VitPoseImageProcessor: (image, person boxes) -> model crops, and heatmaps -> keypoints in image pixels.
 
-Top-down pose estimation as the original ViTPose does it: every person box becomes a UDP affine crop of the image
+Top-down pose estimation as the original ViTPose does it: every person box becomes an affine crop of the image
 (padding 1.25, aspect ratio from `size`), normalised with the ImageNet mean/std; the model's heatmaps are decoded
-with DARK-UDP and mapped back through the same box. The maths lives in `codec.py`; this class handles inputs,
-validation and the per-image output structure. All boxes of a call are warped and decoded together, in torch.
+and mapped back through the same box. Crop and decoding follow the head's `HeadCodec` (`codec`): UDP crop and
+DARK-UDP for heads trained with UDP, the standard crop and decoding for the others. The maths lives in
+`geometry.py` and `codec.py`; this class handles inputs, validation and the per-image output structure. All boxes of
+a call are warped and decoded together, in torch.
 
 It reads the `preprocessor_config.json` of transformers' built-in ViTPose checkpoints (same keys) and returns the
 same output structure from `post_process_pose_estimation`, with a real `bbox`.
@@ -23,14 +25,8 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ImagesKwargs
 
 from .boxes import boxes_per_image
-from .codec import (
-    UDPHeatmapCodec,
-    box_to_center_scale,
-    flip_images,
-    get_udp_warp_matrix,
-    merge_flip_test,
-    warp_affine,
-)
+from .codec import HeadCodec, build_codec, flip_images, merge_flip_test
+from .geometry import box_to_center_scale, get_crop_matrix, warp_affine
 from .keypoints import KeypointLayout, get_layout
 
 
@@ -40,7 +36,6 @@ class VitPoseImageProcessorKwargs(ImagesKwargs, total=False):
     do_affine_transform: bool
     normalize_factor: float
     padding: float
-    blur_kernel_size: int
 
 
 def _to_chw_tensor(image: Any, index: int) -> torch.Tensor:
@@ -98,14 +93,17 @@ class VitPoseImageProcessor(BaseImageProcessor):
     Crops people out of images for ViTPose and turns its heatmaps back into keypoints.
 
     Args:
-        do_affine_transform: crop every box with the UDP affine warp (else each image already is one crop of `size`).
+        do_affine_transform: crop every box with the affine warp (else each image already is one crop of `size`).
         size: crop size `{"height": 256, "width": 192}`; its aspect ratio is the one boxes are widened to.
         do_rescale, rescale_factor: multiply pixel values by `rescale_factor` (1/255 for 0-255 images).
         do_normalize, image_mean, image_std: per-channel normalisation (ImageNet statistics by default).
         normalize_factor: the original's pixel_std (200): box `scale = size_in_pixels / normalize_factor`. Kept for
             compatibility with transformers' built-in configs; pixel sizes are used internally.
         padding: box enlargement before cropping (1.25 in ViTPose).
-        blur_kernel_size: Gaussian blur kernel of the DARK-UDP decoding (11 in ViTPose; sigma follows OpenCV).
+        codec: the default head's `HeadCodec` (dict): UDP or standard crop, decoding, flip-test shift. UDP when left
+            out; `from_model_config` takes the model's first head. Methods take `codec=` for another head
+            (`model.config.head_codec(name)`).
+        blur_kernel_size: older configs' DARK blur kernel; folded into `codec`.
     """
 
     model_input_names = ["pixel_values"]
@@ -122,7 +120,8 @@ class VitPoseImageProcessor(BaseImageProcessor):
         image_std: Sequence[float] | None = None,
         normalize_factor: float = 200.0,
         padding: float = 1.25,
-        blur_kernel_size: int = 11,
+        codec: HeadCodec | dict | None = None,
+        blur_kernel_size: int | None = None,
         **kwargs,
     ) -> None:
         kwargs.pop("image_processor_type", None)
@@ -136,7 +135,10 @@ class VitPoseImageProcessor(BaseImageProcessor):
         self.image_std = [float(v) for v in (image_std if image_std is not None else IMAGENET_DEFAULT_STD)]
         self.normalize_factor = float(normalize_factor)
         self.padding = float(padding)
-        self.blur_kernel_size = int(blur_kernel_size)
+        codec = HeadCodec.from_dict(codec)
+        if blur_kernel_size is not None:
+            codec = HeadCodec.from_dict({**codec.to_dict(), "blur_kernel_size": int(blur_kernel_size)})
+        self.codec = codec.to_dict()
         if len(self.image_mean) != 3 or len(self.image_std) != 3 or min(self.image_std) <= 0:
             raise ValueError(f"image_mean and image_std need 3 values (std > 0), got {self.image_mean}, {self.image_std}.")
 
@@ -151,9 +153,14 @@ class VitPoseImageProcessor(BaseImageProcessor):
 
     @classmethod
     def from_model_config(cls, config, **kwargs) -> "VitPoseImageProcessor":
-        """The processor matching a `VitPoseConfig` (crop size = the model's `image_size`)."""
+        """The processor matching a `VitPoseConfig`: crop size = the model's `image_size`, codec = its first head's."""
         height, width = config.image_size
+        kwargs.setdefault("codec", config.head_codec(0).to_dict())
         return cls(size={"height": int(height), "width": int(width)}, **kwargs)
+
+    def head_codec(self, codec: HeadCodec | dict | None = None) -> HeadCodec:
+        """The codec of a call: the one given (a head's `HeadCodec`), else this processor's `codec`."""
+        return HeadCodec.from_dict(codec if codec is not None else self.codec)
 
     @property
     def aspect_ratio(self) -> float:
@@ -172,6 +179,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
         box_format: str = "xywh",
         return_tensors: str | None = "pt",
         device: str | torch.device | None = None,
+        codec: HeadCodec | dict | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Crop every person box of every image, as one batch.
@@ -184,6 +192,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
             box_format: "xywh" (COCO: top-left corner, width, height) or "xyxy" (corners), in image pixels.
             return_tensors: "pt" (default), "np" or None.
             device: where to crop (e.g. "cuda"); the outputs stay there.
+            codec: the head's `HeadCodec` (UDP or standard crop); this processor's `codec` by default.
             kwargs: per-call overrides of the processor's settings (size, padding, image_mean, ...).
 
         Returns:
@@ -213,11 +222,13 @@ class VitPoseImageProcessor(BaseImageProcessor):
                 torch.arange(len(per_image)), torch.tensor([len(b) for b in per_image], dtype=torch.long)
             )
             center, box_size = box_to_center_scale(all_boxes, box_format, width / height, settings["padding"])
-            matrices = get_udp_warp_matrix(center, box_size, None, (width, height))
+            matrices = get_crop_matrix(center, box_size, None, (height, width), udp=self.head_codec(codec).udp)
             # Normalising the (smaller) image as it is copied for the warp, with the border at the normalised value
-            # of black, gives exactly the original's crops: cv2 warps with a black border and normalises afterwards.
+            # of black, is the same as the original's warp-then-normalise (cv2 warps with a black border; bilinear
+            # weights sum to one). The float warp itself differs from cv2's fixed-point uint8 warp by up to about
+            # half a grey level.
             crops = warp_affine(
-                tensors, matrices, (width, height), image_index=image_index, border_value=-offset, scale=multiplier,
+                tensors, matrices, (height, width), image_index=image_index, border_value=-offset, scale=multiplier,
                 shift=-offset,
             )
         else:
@@ -229,8 +240,10 @@ class VitPoseImageProcessor(BaseImageProcessor):
             crops = torch.stack([t.to(torch.float32) for t in tensors]) if tensors else torch.zeros(0, 3, height, width)
             crops = crops.mul_(multiplier.view(1, 3, 1, 1)).sub_(offset)
             image_index = torch.arange(len(tensors))
-            center = torch.tensor([[(width - 1) / 2, (height - 1) / 2]]).expand(len(tensors), 2)
-            box_size = torch.tensor([[width - 1.0, height - 1.0]]).expand(len(tensors), 2)
+            # The crop box that maps each image onto itself: UDP spans pixels 0 .. W-1, the standard crop W pixels.
+            span = 1.0 if self.head_codec(codec).udp else 0.0
+            center = torch.tensor([[(width - span) / 2, (height - span) / 2]]).expand(len(tensors), 2)
+            box_size = torch.tensor([[width - span, height - span]]).expand(len(tensors), 2)
 
         data = {
             "pixel_values": crops,
@@ -243,7 +256,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
     def _settings(self, **overrides) -> dict[str, Any]:
         names = ("do_affine_transform", "size", "do_rescale", "rescale_factor", "do_normalize", "image_mean",
                  "image_std", "padding")
-        unknown = set(overrides) - set(names) - {"normalize_factor", "blur_kernel_size"}
+        unknown = set(overrides) - set(names) - {"normalize_factor"}
         if unknown:
             raise TypeError(f"Unknown argument(s) for VitPoseImageProcessor.preprocess: {sorted(unknown)}.")
         settings = {name: overrides.get(name, getattr(self, name)) for name in names}
@@ -287,12 +300,18 @@ class VitPoseImageProcessor(BaseImageProcessor):
         return index
 
     def merge_flipped_heatmaps(
-        self, heatmaps: torch.Tensor, flipped_heatmaps: torch.Tensor, dataset: str | KeypointLayout | None = None
+        self,
+        heatmaps: torch.Tensor,
+        flipped_heatmaps: torch.Tensor,
+        dataset: str | KeypointLayout | Sequence[int] | None = None,
+        codec: HeadCodec | dict | None = None,
     ) -> torch.Tensor:
-        """Average heatmaps with those of the mirrored crops, flipped back and left/right swapped."""
+        """Average heatmaps with those of the mirrored crops, flipped back, left/right swapped and, where the head's
+        codec says `shift_heatmap`, shifted one pixel right."""
         if flipped_heatmaps.shape != heatmaps.shape:
             raise ValueError(f"Flipped heatmaps {tuple(flipped_heatmaps.shape)} differ from heatmaps {tuple(heatmaps.shape)}.")
-        return merge_flip_test(heatmaps, flipped_heatmaps, self.flip_index(dataset, heatmaps.shape[1]))
+        return merge_flip_test(heatmaps, flipped_heatmaps, self.flip_index(dataset, heatmaps.shape[1]),
+                               shift_heatmap=self.head_codec(codec).shift_heatmap)
 
     # Post-processing --------------------------------------------------------------------------------------------
 
@@ -313,6 +332,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
         threshold: float | None = None,
         flipped_outputs: Any = None,
         dataset: str | KeypointLayout | Sequence[int] | None = None,
+        codec: HeadCodec | dict | None = None,
     ) -> list[list[dict[str, torch.Tensor]]]:
         """Heatmaps -> per image, a list of people `{"keypoints": (K, 2), "scores": (K,), "labels": (K,), "bbox": (4,)}`.
 
@@ -323,6 +343,8 @@ class VitPoseImageProcessor(BaseImageProcessor):
             threshold: keep only keypoints whose score is above it (as transformers' built-in does).
             flipped_outputs: heatmaps of the mirrored crops (`flip_pixel_values`); averaged in after flipping back.
             dataset: keypoint layout (name, `KeypointLayout` or flip index) for the flip test; COCO by default.
+            codec: the head's `HeadCodec` (decoding, back-transform, flip-test shift), as given to `preprocess`;
+                this processor's `codec` by default.
 
         Returns:
             Keypoints in image pixels (x, y), raw heatmap maxima as scores, keypoint indices as labels and the person
@@ -330,19 +352,19 @@ class VitPoseImageProcessor(BaseImageProcessor):
         """
         heatmaps = self._heatmaps_of(outputs, "outputs")
         if flipped_outputs is not None:
-            heatmaps = self.merge_flipped_heatmaps(heatmaps, self._heatmaps_of(flipped_outputs, "flipped_outputs"), dataset)
+            heatmaps = self.merge_flipped_heatmaps(
+                heatmaps, self._heatmaps_of(flipped_outputs, "flipped_outputs"), dataset, codec
+            )
         per_image = [torch.from_numpy(b) for b in boxes_per_image(boxes, None, False, box_format)]
         all_boxes = torch.cat(per_image) if per_image else torch.zeros(0, 4, dtype=torch.float64)
         if len(all_boxes) != heatmaps.shape[0]:
             raise ValueError(f"Got heatmaps for {heatmaps.shape[0]} crops but {len(all_boxes)} boxes.")
 
         center, box_size = box_to_center_scale(all_boxes, box_format, self.aspect_ratio, self.padding)
-        codec = UDPHeatmapCodec(
-            input_size=(self.size["width"], self.size["height"]),
-            heatmap_size=(heatmaps.shape[-1], heatmaps.shape[-2]),
-            blur_kernel_size=self.blur_kernel_size,
+        decoder = build_codec(
+            self.head_codec(codec), (self.size["height"], self.size["width"]), tuple(heatmaps.shape[-2:])
         )
-        keypoints, scores = codec.decode_to_image(heatmaps, center.to(heatmaps.device), box_size.to(heatmaps.device))
+        keypoints, scores = decoder.decode_to_image(heatmaps, center.to(heatmaps.device), box_size.to(heatmaps.device))
         keypoints, scores = keypoints.cpu(), scores.cpu().to(torch.float32)
         xyxy = all_boxes.to(torch.float32)
         if box_format == "xywh":

@@ -13,7 +13,11 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class KeypointLayout:
-    """One dataset's keypoint set. Flip pairs and skeleton edges are pairs of keypoint indices."""
+    """One dataset's keypoint set. Flip pairs and skeleton edges are pairs of keypoint indices.
+
+    `upper_body_ids` are the keypoints the half-body augmentation counts as upper body (the rest is lower body; None:
+    no split, no half-body); `half_body` says whether the dataset's training pipeline has the half-body step at all.
+    """
 
     name: str
     keypoints: tuple[str, ...]
@@ -21,6 +25,8 @@ class KeypointLayout:
     skeleton: tuple[tuple[int, int], ...] = ()
     oks_sigmas: tuple[float, ...] | None = None
     joint_weights: tuple[float, ...] | None = None
+    upper_body_ids: tuple[int, ...] | None = None
+    half_body: bool = True
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -39,6 +45,12 @@ class KeypointLayout:
         seen = [i for pair in self.flip_pairs for i in pair]
         if len(seen) != len(set(seen)):
             raise ValueError(f"Keypoint layout {self.name!r}: a keypoint appears in more than one flip pair.")
+        if self.upper_body_ids is not None:
+            ids = tuple(sorted(int(i) for i in self.upper_body_ids))
+            if any(not 0 <= i < k for i in ids) or len(set(ids)) != len(ids):
+                raise ValueError(f"Keypoint layout {self.name!r}: upper_body_ids {list(ids)} must be distinct indices in [0, {k}).")
+            object.__setattr__(self, "upper_body_ids", ids)
+        object.__setattr__(self, "half_body", bool(self.half_body))
         for what, values in (("oks_sigmas", self.oks_sigmas), ("joint_weights", self.joint_weights)):
             if values is not None:
                 object.__setattr__(self, what, tuple(float(v) for v in values))
@@ -63,7 +75,7 @@ class KeypointLayout:
         out["flip_pairs"] = [list(p) for p in self.flip_pairs]
         out["skeleton"] = [list(p) for p in self.skeleton]
         out["keypoints"] = list(self.keypoints)
-        for key in ("oks_sigmas", "joint_weights"):
+        for key in ("oks_sigmas", "joint_weights", "upper_body_ids"):
             if out[key] is not None:
                 out[key] = list(out[key])
         if not out["extra"]:
@@ -72,13 +84,16 @@ class KeypointLayout:
 
     @classmethod
     def from_dict(cls, data: dict) -> "KeypointLayout":
-        known = {"name", "keypoints", "flip_pairs", "skeleton", "oks_sigmas", "joint_weights", "extra"}
+        known = {"name", "keypoints", "flip_pairs", "skeleton", "oks_sigmas", "joint_weights", "upper_body_ids",
+                 "half_body", "extra"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"Unknown keys in keypoint layout {data.get('name')!r}: {sorted(unknown)}")
         return cls(**data)
 
 
+# Values from the original's dataset info files (keypoint `type` upper/lower gives `upper_body_ids`; AP-10K types
+# R_F_Paw as lower body there).
 _BUILTIN = {
     'coco': dict(
         keypoints=['nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder', 'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle'],
@@ -86,6 +101,7 @@ _BUILTIN = {
         skeleton=[(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)],
         oks_sigmas=[0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089],
         joint_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5],
+        upper_body_ids=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     ),
     'mpii': dict(
         keypoints=['right_ankle', 'right_knee', 'right_hip', 'left_hip', 'left_knee', 'left_ankle', 'pelvis', 'thorax', 'upper_neck', 'head_top', 'right_wrist', 'right_elbow', 'right_shoulder', 'left_shoulder', 'left_elbow', 'left_wrist'],
@@ -93,13 +109,16 @@ _BUILTIN = {
         skeleton=[(0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (8, 12), (12, 11), (11, 10), (8, 13), (13, 14), (14, 15)],
         oks_sigmas=[0.089, 0.083, 0.107, 0.107, 0.083, 0.089, 0.026, 0.026, 0.026, 0.026, 0.062, 0.072, 0.179, 0.179, 0.072, 0.062],
         joint_weights=[1.5, 1.2, 1.0, 1.0, 1.2, 1.5, 1.0, 1.0, 1.0, 1.0, 1.5, 1.2, 1.0, 1.0, 1.2, 1.5],
+        upper_body_ids=[7, 8, 9, 10, 11, 12, 13, 14, 15],
+        half_body=False,  # the original's MPII pipelines (single-dataset and ViTPose+) have no half-body step
     ),
     'aic': dict(
         keypoints=['right_shoulder', 'right_elbow', 'right_wrist', 'left_shoulder', 'left_elbow', 'left_wrist', 'right_hip', 'right_knee', 'right_ankle', 'left_hip', 'left_knee', 'left_ankle', 'head_top', 'neck'],
         flip_pairs=[(0, 3), (1, 4), (2, 5), (6, 9), (7, 10), (8, 11)],
         skeleton=[(2, 1), (1, 0), (0, 13), (13, 3), (3, 4), (4, 5), (8, 7), (7, 6), (6, 9), (9, 10), (10, 11), (12, 13), (0, 6), (3, 9)],
-        oks_sigmas=[0.0139, 0.0152, 0.0106, 0.0142, 0.015, 0.014, 0.0391, 0.0369, 0.0198, 0.0384, 0.0341, 0.0242, 0.0129, 0.0124],
+        oks_sigmas=[0.01388152, 0.01515228, 0.01057665, 0.01417709, 0.01497891, 0.01402144, 0.03909642, 0.03686941, 0.01981803, 0.03843971, 0.03412318, 0.02415081, 0.01291456, 0.01236173],
         joint_weights=[1.0, 1.2, 1.5, 1.0, 1.2, 1.5, 1.0, 1.2, 1.5, 1.0, 1.2, 1.5, 1.0, 1.0],
+        upper_body_ids=[0, 1, 2, 3, 4, 5, 12, 13],
     ),
     'crowdpose': dict(
         keypoints=['left_shoulder', 'right_shoulder', 'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle', 'top_head', 'neck'],
@@ -107,6 +126,7 @@ _BUILTIN = {
         skeleton=[(10, 8), (8, 6), (11, 9), (9, 7), (6, 7), (0, 6), (1, 7), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (12, 13), (1, 13), (0, 13)],
         oks_sigmas=[0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079],
         joint_weights=[0.2, 0.2, 0.2, 1.3, 1.5, 0.2, 1.3, 1.5, 0.2, 0.2, 0.5, 0.2, 0.2, 0.5],
+        upper_body_ids=[0, 1, 2, 3, 4, 5, 12, 13],
     ),
     'ap10k': dict(
         keypoints=['L_Eye', 'R_Eye', 'Nose', 'Neck', 'Root of tail', 'L_Shoulder', 'L_Elbow', 'L_F_Paw', 'R_Shoulder', 'R_Elbow', 'R_F_Paw', 'L_Hip', 'L_Knee', 'L_B_Paw', 'R_Hip', 'R_Knee', 'R_B_Paw'],
@@ -114,6 +134,7 @@ _BUILTIN = {
         skeleton=[(0, 1), (0, 2), (1, 2), (2, 3), (3, 4), (3, 5), (5, 6), (6, 7), (3, 8), (8, 9), (9, 10), (4, 11), (11, 12), (12, 13), (4, 14), (14, 15), (15, 16)],
         oks_sigmas=[0.025, 0.025, 0.026, 0.035, 0.035, 0.079, 0.072, 0.062, 0.079, 0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089],
         joint_weights=[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5, 1.0, 1.0, 1.2, 1.2, 1.5, 1.5],
+        upper_body_ids=[0, 1, 2, 3, 5, 6, 7, 8, 9],
     ),}
 
 
@@ -136,7 +157,25 @@ def _wholebody() -> KeypointLayout:
         for finger in range(5):
             chain = [0] + [1 + 4 * finger + j for j in range(4)]
             skeleton += [(base + a, base + b) for a, b in zip(chain[:-1], chain[1:])]
-    return KeypointLayout("wholebody", tuple(names), tuple(pairs), tuple(skeleton))
+    # The original's COCO-WholeBody info types only the 17 body points; its half-body step counts every untyped
+    # point (feet, face, hands) as lower body.
+    return KeypointLayout("wholebody", tuple(names), tuple(pairs), tuple(skeleton), oks_sigmas=_WHOLEBODY_SIGMAS,
+                          upper_body_ids=tuple(range(11)))
+
+
+# COCO-WholeBody OKS sigmas of the original's dataset info: body 17, feet 6, face 68, left hand 21, right hand 21.
+_WHOLEBODY_SIGMAS = (
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087,
+    0.087, 0.089, 0.089, 0.068, 0.066, 0.066, 0.092, 0.094, 0.094, 0.042, 0.043, 0.044, 0.043, 0.04,
+    0.035, 0.031, 0.025, 0.02, 0.023, 0.029, 0.032, 0.037, 0.038, 0.043, 0.041, 0.045, 0.013, 0.012,
+    0.011, 0.011, 0.012, 0.012, 0.011, 0.011, 0.013, 0.015, 0.009, 0.007, 0.007, 0.007, 0.012, 0.009,
+    0.008, 0.016, 0.01, 0.017, 0.011, 0.009, 0.011, 0.009, 0.007, 0.013, 0.008, 0.011, 0.012, 0.01,
+    0.034, 0.008, 0.008, 0.009, 0.008, 0.008, 0.007, 0.01, 0.008, 0.009, 0.009, 0.009, 0.007, 0.007,
+    0.008, 0.011, 0.008, 0.008, 0.008, 0.01, 0.008, 0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025,
+    0.024, 0.035, 0.018, 0.024, 0.022, 0.026, 0.017, 0.021, 0.021, 0.032, 0.02, 0.019, 0.022, 0.031,
+    0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024, 0.022, 0.026, 0.017,
+    0.021, 0.021, 0.032, 0.02, 0.019, 0.022, 0.031,
+)
 
 
 KEYPOINT_LAYOUTS: dict[str, KeypointLayout] = {name: KeypointLayout(name=name, **spec) for name, spec in _BUILTIN.items()}

@@ -212,6 +212,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
             forward["flip_test"] = bool(flip_test)
         if dataset is not None:
             self.model.config.dataset_index(dataset)  # fail early on an unknown head
+            preprocess["dataset"] = dataset
             forward["dataset"] = dataset
             postprocess["dataset"] = dataset
         if threshold is not None:
@@ -260,7 +261,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
     # Steps --------------------------------------------------------------------------------------------------------
     def preprocess(
         self, request: dict, box_format: str = "xywh", detector: Any = None, detector_threshold: float = 0.5,
-        timeout: float | None = None,
+        timeout: float | None = None, dataset: int | str | None = None,
     ):
         index = request.get("index", 0)
         image = load_image(request["image"], index, timeout=timeout)
@@ -281,7 +282,8 @@ class KeypointDetectionPipeline(ChunkPipeline):
                    "box": torch.zeros(1, 4, dtype=torch.float64), "box_score": torch.zeros(1, dtype=torch.float64),
                    "is_last": True}
             return
-        inputs = self.image_processor(image, boxes=[boxes], box_format="xyxy", return_tensors="pt")
+        inputs = self.image_processor(image, boxes=[boxes], box_format="xyxy", return_tensors="pt",
+                                      codec=self._head_codec(dataset))
         pixel_values = inputs["pixel_values"]
         for i in range(len(boxes)):
             yield {
@@ -291,6 +293,11 @@ class KeypointDetectionPipeline(ChunkPipeline):
                 "box_score": torch.tensor([box_scores[i]], dtype=torch.float64),
                 "is_last": i == len(boxes) - 1,
             }
+
+    def _head_codec(self, dataset: int | str | None) -> dict:
+        """The head's crop and decoding settings from the model config, as a plain dict (the Hub copy's class
+        differs from the processor's)."""
+        return self.model.config.head_codec(dataset).to_dict()
 
     def _forward(self, inputs: dict, flip_test: bool = True, dataset: int | str | None = None) -> dict:
         valid = inputs["valid"]
@@ -335,6 +342,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
             threshold=threshold,
             flipped_outputs=None if flipped is None else ModelOutput(heatmaps=flipped),
             dataset=layout.flip_index,  # plain ints: the Hub copy's layout class differs from the processor's
+            codec=self._head_codec(dataset),
         )[0]
         results = []
         for person, box_score in zip(people, box_scores):

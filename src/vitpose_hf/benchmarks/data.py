@@ -32,7 +32,7 @@ def run_data_benchmark(
         for width, height in image_sizes:
             with tempfile.TemporaryDirectory() as tmp:
                 path = generate_synthetic_dataset(tmp, num_images, layout="coco", seed=0, image_size=(width, height))
-                augmentation = TopDownAugmentation("coco", input_size=(192, 256), heatmap_size=(48, 64), seed=0)
+                augmentation = TopDownAugmentation("coco", input_size=(256, 192), heatmap_size=(64, 48), seed=0)
                 dataset = load_keypoint_dataset(path, Path(tmp) / "images", transform=augmentation)
                 dataset[0]  # warm-up
                 timings = []

@@ -1,4 +1,4 @@
-"""The ViTPose training augmentation (mmpose 0.x top-down pipeline with UDP), seeded per sample.
+"""The ViTPose training augmentation (mmpose 0.x top-down pipeline), seeded per sample.
 
 Order and constants follow the original release:
 
@@ -6,12 +6,13 @@ Order and constants follow the original release:
    once, when it builds its database; here it is redrawn every epoch like every other augmentation);
 2. horizontal flip with p=0.5 (joints swapped with the layout's flip pairs, `x -> W - 1 - x`);
 3. half-body with p=0.3 when more than 8 joints are labelled: the crop is the upper or the lower body's joint box,
-   widened to the crop aspect ratio and enlarged 1.5x;
+   widened to the crop aspect ratio and enlarged 1.5x (datasets whose layout has `half_body=False`, MPII, skip it);
 4. scale `clip(randn * 0.5 + 1, 0.5, 1.5)` and, with p=0.6, rotation `clip(randn * 40, -80, 80)` degrees;
-5. the UDP affine crop, ImageNet normalisation, UDP Gaussian targets (sigma 2) and target weights.
+5. the affine crop, ImageNet normalisation, Gaussian targets and target weights, all as the head's `HeadCodec` says:
+   UDP crop and targets, or the standard crop and MSRA targets.
 
-The geometry (box -> crop box, warp matrix, bilinear warp) and the targets come from `vitpose_hf.codec`, the code the
-image processor uses at inference, so training and test crops cannot drift apart. The flip is folded into the
+The geometry (box -> crop box, warp matrix, bilinear warp) comes from `vitpose_hf.geometry` and the targets from
+`vitpose_hf.codec`, the code the image processor uses at inference, so training and test crops cannot drift apart. The flip is folded into the
 warp matrix instead of mirroring the pixels: the same crop, one resampling fewer.
 
 Every sample's randomness comes from `(seed, epoch, dataset_index, sample_index)`, so an epoch is reproducible
@@ -29,27 +30,28 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..codec import UDPHeatmapCodec, box_to_center_scale, get_udp_warp_matrix, warp_affine
+from ..codec import HeadCodec, build_codec
+from ..geometry import box_to_center_scale, get_crop_matrix, warp_affine
 from ..images import open_image_file
 from ..keypoints import KeypointLayout, get_layout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Keypoints whose name contains one of these belong to the lower body (mmpose's `lower_body_ids` for COCO, MPII,
-# AI Challenger, CrowdPose, AP-10K and COCO-WholeBody all follow this rule).
+# For custom layouts that declare no `upper_body_ids`: keypoints whose name contains one of these are lower body.
+# A guess from names only; the built-in layouts declare the original's split explicitly.
 LOWER_BODY_WORDS = ("hip", "knee", "ankle", "pelvis", "toe", "heel", "tail", "b_paw")
 
 
 def default_upper_body_ids(layout: str | KeypointLayout) -> list[int] | None:
     """Upper-body keypoint indices for the half-body augmentation, or None when the layout has no upper/lower split.
 
-    Taken from `layout.extra["upper_body_ids"]` when declared, else from the keypoint names (see
+    The layout's `upper_body_ids` when declared (every built-in layout), else a guess from the keypoint names (see
     `LOWER_BODY_WORDS`). A layout whose names are all upper or all lower body gets None (half-body is skipped).
     """
     layout = get_layout(layout)
-    if "upper_body_ids" in layout.extra:
-        return sorted(int(i) for i in layout.extra["upper_body_ids"])
+    if layout.upper_body_ids is not None:
+        return list(layout.upper_body_ids)
     upper = [i for i, name in enumerate(layout.keypoints) if not any(w in name.lower() for w in LOWER_BODY_WORDS)]
     if not upper or len(upper) == layout.num_keypoints:
         return None
@@ -83,15 +85,16 @@ class TopDownAugmentation:
     """Turns one keypoint sample (image path, box, keypoints) into model inputs, training targets and metadata.
 
     Args:
-        layout: keypoint layout of the samples (flip pairs, upper/lower body split).
-        input_size: (width, height) of the crop.
-        heatmap_size: (width, height) of the target heatmaps.
-        sigma: target Gaussian sigma in heatmap pixels.
+        layout: keypoint layout of the samples (flip pairs, upper/lower body split, whether half-body applies).
+        input_size: (height, width) of the crop.
+        heatmap_size: (height, width) of the target heatmaps.
+        codec: the head's `HeadCodec` (crop and target encoding, sigma); None: UDP, sigma 2.
         train: draw the random augmentation; when False, the crop is the plain box crop of the image processor.
         seed: base seed; with `set_epoch` and the sample's (dataset_index, sample_index) it fixes every draw.
         padding: box enlargement (1.25).
         flip_prob, half_body_prob, half_body_min_joints, half_body_padding, center_jitter_prob, center_jitter,
             scale_factor, rotation_factor, rotation_prob: the recipe's constants (see the module docstring).
+            `half_body_prob` is ignored for layouts with `half_body=False`.
         upper_body_ids: override the layout's upper-body keypoints for half-body (None: `default_upper_body_ids(layout)`).
         image_mean, image_std: normalisation of 0-1 pixel values.
     """
@@ -99,9 +102,9 @@ class TopDownAugmentation:
     def __init__(
         self,
         layout: str | KeypointLayout = "coco",
-        input_size: tuple[int, int] = (192, 256),
-        heatmap_size: tuple[int, int] = (48, 64),
-        sigma: float = 2.0,
+        input_size: tuple[int, int] = (256, 192),
+        heatmap_size: tuple[int, int] = (64, 48),
+        codec: HeadCodec | dict | None = None,
         train: bool = True,
         seed: int = 0,
         padding: float = 1.25,
@@ -119,14 +122,14 @@ class TopDownAugmentation:
         image_std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         self.layout = get_layout(layout)
-        self.codec = UDPHeatmapCodec(input_size, heatmap_size, sigma)
+        self.codec = build_codec(codec, input_size, heatmap_size)
         self.input_size = self.codec.input_size
         self.train = bool(train)
         self.seed = int(seed)
         self.epoch = 0
         self.padding = float(padding)
         self.flip_prob = float(flip_prob)
-        self.half_body_prob = float(half_body_prob)
+        self.half_body_prob = float(half_body_prob) if self.layout.half_body else 0.0
         self.half_body_min_joints = int(half_body_min_joints)
         self.half_body_padding = float(half_body_padding)
         self.center_jitter_prob = float(center_jitter_prob)
@@ -150,7 +153,7 @@ class TopDownAugmentation:
 
     @property
     def aspect_ratio(self) -> float:
-        return self.input_size[0] / self.input_size[1]
+        return self.input_size[1] / self.input_size[0]
 
     def set_epoch(self, epoch: int) -> None:
         """Draw new augmentations: call before each epoch (before the DataLoader iterator is created)."""
@@ -223,12 +226,13 @@ class TopDownAugmentation:
         return flipped
 
     def warp_matrix(self, params: AugmentationParams, image_width: int) -> np.ndarray:
-        """(2, 3) matrix from original-image pixels to crop pixels, the flip included."""
-        matrix = get_udp_warp_matrix(
+        """(2, 3) matrix from original-image pixels to crop pixels (UDP or standard, per codec), the flip included."""
+        matrix = get_crop_matrix(
             torch.tensor(params.center[None], dtype=torch.float64),
             torch.tensor(params.size[None], dtype=torch.float64),
             torch.tensor([params.rotation], dtype=torch.float64),
             self.input_size,
+            udp=self.codec.settings.udp,
         )[0].numpy()
         if params.flip:
             mirror = np.array([[-1.0, 0.0, image_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
@@ -267,10 +271,9 @@ class TopDownAugmentation:
         pixel_values = torch.addcmul(-self._offset, crop, self._multiplier)
 
         joints = keypoints[self.flip_index] if params.flip else keypoints
-        crop_xy = joints[:, :2] @ matrix[:, :2].T + matrix[:, 2]
-        labels, target_weight = self.codec.encode(
-            torch.from_numpy(crop_xy[None]).to(torch.float32), torch.from_numpy(joints[None, :, 2] > 0)
-        )
+        # Moved joints are stored as float32, as the original's joints_3d; the targets are then placed in float64.
+        crop_xy = (joints[:, :2] @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+        labels, target_weight = self.codec.encode(torch.from_numpy(crop_xy[None]), torch.from_numpy(joints[None, :, 2] > 0))
         return {
             "pixel_values": pixel_values,
             "labels": labels[0],
@@ -284,18 +287,18 @@ class TopDownAugmentation:
             "rotation": float(params.rotation),
             "flipped": bool(params.flip),
             "affine": torch.from_numpy(matrix).to(torch.float32),
-            "keypoints": torch.from_numpy(np.concatenate([crop_xy, joints[:, 2:3]], axis=1)).to(torch.float32),
+            "keypoints": torch.from_numpy(np.concatenate([crop_xy, joints[:, 2:3]], axis=1).astype(np.float32)),
         }
 
     def warp(self, image: np.ndarray, matrix: np.ndarray) -> torch.Tensor:
-        """Crop (3, H, W) float of an RGB uint8 image with `codec.warp_affine`, reading only the pixels it needs.
+        """Crop (3, H, W) float of an RGB uint8 image with `geometry.warp_affine`, reading only the pixels it needs.
 
         The crop's footprint in the image (plus the pixel bilinear interpolation reads beyond it) is cut out first
         and the matrix shifted accordingly: the same crop as warping the whole image, at a cost set by the crop
         instead of the image size.
         """
         height, width = image.shape[:2]
-        out_w, out_h = self.input_size
+        out_h, out_w = self.input_size
         corners = np.array([[0, 0, 1], [out_w - 1, 0, 1], [0, out_h - 1, 1], [out_w - 1, out_h - 1, 1]], float)
         inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
         footprint = corners @ inverse.T

@@ -13,7 +13,8 @@ The steps are public so they can be used on their own:
 
 - `predict_keypoints(model, processor, samples, ...)`: samples (image path + person box, as produced by
   `vitpose_hf.data.load_keypoint_samples` or `load_detection_boxes`) -> COCO keypoint results. Images are read once,
-  crops of many images share a forward pass, heatmaps are decoded by `VitPoseImageProcessor`.
+  crops of many images share a forward pass, heatmaps are decoded by `VitPoseImageProcessor`, each head cropped and
+  decoded with its own codec (`model.config.head_codec`).
 - `rescore(...)`: a person"s score is its box score times the mean of its keypoint scores above 0.2.
 - `oks_nms(results, ...)`: per image, drop people whose OKS with a better-scoring one exceeds 0.9 (mmpose 0.x).
 - `coco_keypoint_eval(coco_gt, results, sigmas)`: pycocotools" COCOeval with the layout"s OKS sigmas (any K).

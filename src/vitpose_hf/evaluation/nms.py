@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..codec import box_to_center_scale
+from ..geometry import box_to_center_scale
 from ..keypoints import get_layout
 
 KEYPOINT_SCORE_THRESHOLD = 0.2  # the original's vis_thr: only confident keypoints count in a person's score

@@ -96,6 +96,7 @@ def predict_keypoints(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     boxes, box_scores = _sample_boxes(samples)
     layout = model.config.layout(dataset_index)
+    codec = model.config.head_codec(dataset_index).to_dict()
     k = layout.num_keypoints
     per_image: dict[str, list[int]] = {}
     for i, sample in enumerate(samples):
@@ -112,11 +113,12 @@ def predict_keypoints(
             for group in _image_groups(per_image, batch_size):
                 images = [load_image(path, samples[indices[0]].get("annotation_id")) for path, indices in group]
                 group_boxes = [boxes[indices] for _, indices in group]
-                inputs = processor(images, boxes=group_boxes, box_format="xywh", device=device)
+                inputs = processor(images, boxes=group_boxes, box_format="xywh", device=device, codec=codec)
                 heatmaps, flipped = _heatmaps(model, processor, inputs["pixel_values"], dataset_index, k, batch_size,
                                               flip_test)
                 people = processor.post_process_pose_estimation(
-                    heatmaps, boxes=group_boxes, box_format="xywh", flipped_outputs=flipped, dataset=layout.flip_index
+                    heatmaps, boxes=group_boxes, box_format="xywh", flipped_outputs=flipped, dataset=layout.flip_index,
+                    codec=codec,
                 )
                 order = np.concatenate([indices for _, indices in group])
                 keypoints[order] = torch.stack([p["keypoints"] for image in people for p in image]).double().numpy()

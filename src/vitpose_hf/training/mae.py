@@ -454,7 +454,7 @@ def evaluation_crops(config: MAEPretrainingConfig, backbone_config: VitPoseConfi
     for index, section in enumerate(sections):
         annotation_file = section.val_annotation_file or section.annotation_file
         image_root = section.val_image_root or section.image_root
-        transform = TopDownAugmentation(dataset_layout(section), input_size=(width, height), train=False)
+        transform = TopDownAugmentation(dataset_layout(section), input_size=(height, width), train=False)
         dataset = load_keypoint_dataset(annotation_file, image_root, dataset_layout(section),
                                         section.format if not section.val_annotation_file else "coco",
                                         dataset_index=index, transform=transform)

@@ -27,6 +27,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..codec import HeadCodec
 from ..configuration_vitpose import VitPoseConfig
 from ..data.coco import load_keypoint_dataset
 from ..data.mixing import MixedDataset, MixingSampler, collate_keypoints
@@ -97,6 +98,11 @@ def model_config_from(config: TrainingConfig) -> VitPoseConfig:
     return VitPoseConfig.from_variant(config.model.variant, **{**config.model.config_overrides, "keypoint_heads": heads})
 
 
+def head_codec_of(model_config: VitPoseConfig, name: str) -> HeadCodec | None:
+    """The encoding of the head named after a dataset; None (UDP) where the model has no such head (MAE crops)."""
+    return model_config.head_codec(name) if name in model_config.head_names else None
+
+
 def build_train_data(config: TrainingConfig, model_config: VitPoseConfig, rank: int, world_size: int):
     """The mixed training set, its sampler (sharded by process) and the per-dataset augmentations."""
     height, width = model_config.image_size
@@ -104,8 +110,8 @@ def build_train_data(config: TrainingConfig, model_config: VitPoseConfig, rank: 
     parts, transforms = [], []
     for index, section in enumerate(config.datasets):
         transform = TopDownAugmentation(
-            dataset_layout(section), input_size=(width, height), heatmap_size=(heatmap_w, heatmap_h),
-            seed=config.seed, **config.augmentation,
+            dataset_layout(section), input_size=(height, width), heatmap_size=(heatmap_h, heatmap_w),
+            codec=head_codec_of(model_config, section.name), seed=config.seed, **config.augmentation,
         )
         dataset = load_keypoint_dataset(
             section.annotation_file, section.image_root, dataset_layout(section), section.format,
