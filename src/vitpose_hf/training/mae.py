@@ -506,7 +506,7 @@ def evaluate_reconstruction(
     num_patches = model.grid[0] * model.grid[1]
     noise = torch.rand((len(crops), num_patches), generator=torch.Generator().manual_seed(seed))
     total, count, picture = 0.0, 0, None
-    for start in tqdm(range(0, len(crops), batch_size), desc="evaluate", leave=False, disable=not show_progress):
+    for start in tqdm(range(0, len(crops), batch_size), desc="Evaluating", leave=False, disable=not show_progress):
         batch = crops[start:start + batch_size].to(device)
         output = model(batch, noise[start:start + batch_size].to(device))
         total += float(output.loss) * len(batch)
