@@ -225,6 +225,9 @@ def test_saved_encoder_starts_a_vitpose_model_with_every_backbone_weight(tmp_pat
     mae.initialize_encoder()
     config = load_mae_config(None, {"datasets": tiny_recipe(tmp_path)["datasets"]})
     MAETask(config).save_final(mae, tmp_path / "encoder", {"eval_loss": 0.5}, "pretrain")
+    card = (tmp_path / "encoder" / "README.md").read_text()
+    assert "75% of the patches hidden" in card and "loss: 0.5000" in card and "model.init_from" in card
+    assert "pipeline_tag" not in card  # a backbone: no keypoint-detection widget
     saved = json.loads((tmp_path / "encoder" / "config.json").read_text())
     assert saved["model_type"] == "vitpose_hf" and saved["architectures"] == ["VitPoseBackbone"]
     assert set(load_file(tmp_path / "encoder" / "model.safetensors")) == {f"vit.{k}" for k in mae.backbone.vit.state_dict()}

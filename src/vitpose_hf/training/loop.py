@@ -76,9 +76,9 @@ class RunTask(ABC):
     def model_config(self) -> VitPoseConfig:
         """The model's config (it sizes the crops and heatmaps of the data)."""
 
-    def check(self, accelerator: Accelerator) -> None:
-        """Problems the run would meet later, raised before any training step (the loop already checked paths and
-        the validation files)."""
+    def prepare(self, accelerator: Accelerator) -> None:
+        """Load what the run needs besides its data and model (a teacher), so that its problems surface before any
+        data is read (the loop has already checked the paths and the validation files)."""
 
     @abstractmethod
     def build(self, accelerator: Accelerator, data: RunData) -> tuple[torch.nn.Module, Any, Any]:
@@ -154,7 +154,7 @@ def _run(task: RunTask, accelerator: Accelerator, resume_from_checkpoint: str | 
             ensure_synthetic_data(section)
         check_validation_files(config)
     accelerator.wait_for_everyone()
-    task.check(accelerator)
+    task.prepare(accelerator)
     data = build_run_data(config, task.model_config(), accelerator.process_index, accelerator.num_processes,
                           pin_memory=accelerator.device.type == "cuda")
     model, optimizer, scheduler = task.build(accelerator, data)
@@ -182,7 +182,9 @@ def _run(task: RunTask, accelerator: Accelerator, resume_from_checkpoint: str | 
         accelerator.init_trackers(output_dir.name, config={**task.tracker_config(), "max_steps": data.max_steps})
     logger.info("***** %s *****  %s", task.name, task.describe(data, accelerator))
 
-    _train(task, accelerator, data, model, optimizer, scheduler, progress, last_checkpoint)
+    with tqdm(total=data.max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process,
+              desc=task.name, dynamic_ncols=True) as bar:  # closed on errors too: messages start on their own line
+        _train(task, accelerator, data, model, optimizer, scheduler, progress, last_checkpoint, bar)
 
     # The end of the run: last checkpoint, evaluation, final/ (written aside, renamed into place), eval_results.json.
     save_checkpoint(accelerator, model, optimizer, scheduler, progress, output_dir, config.checkpoints_total_limit)
@@ -192,11 +194,9 @@ def _run(task: RunTask, accelerator: Accelerator, resume_from_checkpoint: str | 
         task.save_final(accelerator.unwrap_model(model), staging, results,
                         command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
         save_training_config(config, staging / task.config_file)
-        if results:
-            (staging / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        for folder in (staging, output_dir) if results else ():
+            (folder / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         install_final(output_dir)
-        if results:
-            (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         if config.push_to_hub:
             from huggingface_hub import upload_folder
 
@@ -209,15 +209,8 @@ def _run(task: RunTask, accelerator: Accelerator, resume_from_checkpoint: str | 
 
 
 def _train(task: RunTask, accelerator: Accelerator, data: RunData, model, optimizer, scheduler,
-           progress: TrainingProgress, last_checkpoint: Path | None) -> None:
-    """The optimizer steps from `progress` to `data.max_steps`."""
-    with tqdm(total=data.max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process,
-              desc=task.name, dynamic_ncols=True) as bar:  # closed on errors too: messages start on their own line
-        _steps(task, accelerator, data, model, optimizer, scheduler, progress, last_checkpoint, bar)
-
-
-def _steps(task: RunTask, accelerator: Accelerator, data: RunData, model, optimizer, scheduler,
            progress: TrainingProgress, last_checkpoint: Path | None, bar: tqdm) -> None:
+    """The optimizer steps from `progress` to `data.max_steps`."""
     config = task.config
     accumulation, batch_size = config.gradient_accumulation_steps, config.per_device_batch_size
     max_grad_norm = config.optimization.max_grad_norm

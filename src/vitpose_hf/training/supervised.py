@@ -60,7 +60,7 @@ class SupervisedTask(RunTask):
     def model_config(self) -> VitPoseConfig:
         return self._model_config
 
-    def check(self, accelerator: Accelerator) -> None:
+    def prepare(self, accelerator: Accelerator) -> None:
         """The teacher is loaded and checked against the student before any data is read."""
         if self.config.distillation:
             from . import distillation
