@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from conftest import tiny_config_kwargs
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import ViTMAEConfig
@@ -40,8 +41,6 @@ from vitpose_hf.training.mae import (
     unpatchify,
     warmup_cosine,
 )
-
-from conftest import tiny_config_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DECODER = {"decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,

@@ -5,10 +5,8 @@ progress output that log lines do not break."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_training import TRAIN, run_train, tiny_recipe, write_recipe
 
-from vitpose_hf.training import loop, supervised
+from vitpose_hf.training import supervised
 from vitpose_hf.training.config import ConfigError, load_training_config
 from vitpose_hf.training.run_dir import LOCK_FILE, OutputDirError
 from vitpose_hf.training.supervised import train
-
-from test_training import TRAIN, run_train, tiny_recipe, write_recipe
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import difflib
 import inspect
-import math
 import re
 import shlex
 import types

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def check_validation_files(config: RunSection) -> None:
         where = f"datasets[{i}]"
         checks: list[tuple[str, str | None, Any]] = [
             ("val_annotation_file", section.val_annotation_file,
-             lambda path: load_keypoint_samples(path, section.val_image_root, dataset_layout(section))),
+             partial(load_keypoint_samples, image_root=section.val_image_root, layout=dataset_layout(section))),
             ("val_detections", section.val_detections, load_detection_boxes),
             ("val_head_boxes", section.val_head_boxes, load_head_boxes),
         ]

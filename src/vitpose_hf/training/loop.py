@@ -19,9 +19,9 @@ import logging
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,8 +31,19 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..configuration_vitpose import VitPoseConfig
-from .checkpoints import TrainingProgress, load_checkpoint, resolve_checkpoint, save_checkpoint
-from .config import ConfigError, RunSection, reproduce_command, run_overrides, save_training_config
+from .checkpoints import (
+    TrainingProgress,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from .config import (
+    ConfigError,
+    RunSection,
+    reproduce_command,
+    run_overrides,
+    save_training_config,
+)
 from .data import RunData, build_run_data, check_validation_files, ensure_synthetic_data
 from .run_dir import (
     OutputDirError,

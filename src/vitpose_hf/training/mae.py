@@ -37,7 +37,10 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig
-from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder, build_2d_sinusoidal_position_embedding
+from transformers.models.vit_mae.modeling_vit_mae import (
+    ViTMAEDecoder,
+    build_2d_sinusoidal_position_embedding,
+)
 from transformers.utils import ModelOutput
 
 from ..configuration_vitpose import VitPoseConfig
@@ -46,7 +49,13 @@ from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownAugmentation
 from ..image_processing_vitpose import VitPoseImageProcessor
 from ..modeling_vitpose import VitPoseBackbone
 from .cards import render_run_card
-from .config import ConfigError, RunSection, check_betas, check_config_overrides, load_config
+from .config import (
+    ConfigError,
+    RunSection,
+    check_betas,
+    check_config_overrides,
+    load_config,
+)
 from .data import RunData, dataset_layout
 from .initialization import initialize_model
 from .loop import BatchPosition, RunTask, run

@@ -61,7 +61,7 @@ class OutputDirLock:
     def __init__(self, output_dir: Path):
         self.path = Path(output_dir) / LOCK_FILE
 
-    def __enter__(self) -> "OutputDirLock":
+    def __enter__(self) -> OutputDirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         owner = lock_owner(self.path.parent)
         if owner is not None:

@@ -17,7 +17,12 @@ from .config import TrainingConfig
 from .data import RunData, dataset_layout
 from .initialization import initialize_model
 from .loop import BatchPosition, RunTask, run
-from .optim import apply_freeze, build_optimizer_and_scheduler, default_layer_decay_rate, epochs_to_steps
+from .optim import (
+    apply_freeze,
+    build_optimizer_and_scheduler,
+    default_layer_decay_rate,
+    epochs_to_steps,
+)
 
 logger = logging.getLogger(__name__)
 
