@@ -26,7 +26,8 @@ from safetensors.torch import load_file
 from vitpose_hf import VitPoseImageProcessor, VitPoseModel
 from vitpose_hf.training.config import load_training_config
 from vitpose_hf.evaluation import evaluate_keypoint_dataset
-from vitpose_hf.training.trainer import ensure_synthetic_data, model_config_from
+from vitpose_hf.training.data import ensure_synthetic_data
+from vitpose_hf.training.supervised import model_config_from
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN_CONFIG = REPO / "configs" / "distill_synthetic_token.yaml"

@@ -7,7 +7,7 @@
 
 OUTPUT/final is a `VitPoseBackbone` folder: `--init-from OUTPUT/final` of scripts/train.py starts a pose model from
 it. OUTPUT/reconstructions/step-*.png shows crops | visible patches | reconstructions at each evaluation.
-The logic lives in `vitpose_hf.training.mae`.
+The logic lives in `vitpose_hf.training.mae`. Exit codes as scripts/train.py.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vitpose_hf.training.config import ConfigError, add_run_arguments, reproduce_command, run_overrides
+from vitpose_hf.training.config import add_run_arguments
+from vitpose_hf.training.loop import main_of_script
 from vitpose_hf.training.mae import load_mae_config, pretrain
-from vitpose_hf.training.trainer import NonFiniteLossError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,22 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides, dotted = run_overrides(args)
-    if args.mask_ratio is not None:
-        dotted.append(f"mae.mask_ratio={args.mask_ratio}")
-    command = reproduce_command("scripts/pretrain_mae.py", argv if argv is not None else sys.argv[1:])
-    try:
-        config = load_mae_config(args.config, overrides, dotted)
-        config.check_paths()
-    except ConfigError as error:
-        print(f"Config error: {error}", file=sys.stderr)
-        return 2
-    try:
-        pretrain(config, resume_from_checkpoint=args.resume_from_checkpoint, command=command)
-    except NonFiniteLossError as error:
-        print(f"Pre-training stopped: {error}", file=sys.stderr)
-        return 3
-    return 0
+    extra = [f"mae.mask_ratio={args.mask_ratio}"] if args.mask_ratio is not None else []
+    return main_of_script("scripts/pretrain_mae.py", argv, args, load_mae_config, pretrain, extra)
 
 
 if __name__ == "__main__":

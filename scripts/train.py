@@ -5,7 +5,8 @@
     accelerate launch scripts/train.py --config ... --resume-from-checkpoint latest
     python scripts/train.py --config ... --set optimization.learning_rate=1e-3 --set per_device_batch_size=32
 
-The logic lives in `vitpose_hf.training`; see its modules for the config keys.
+The logic lives in `vitpose_hf.training`; see its modules for the config keys. Exit codes: 2 for a recipe or output
+directory that cannot run (nothing trained), 3 for a non-finite loss.
 """
 
 from __future__ import annotations
@@ -13,14 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vitpose_hf.training.config import (
-    ConfigError,
-    add_run_arguments,
-    load_training_config,
-    reproduce_command,
-    run_overrides,
-)
-from vitpose_hf.training.trainer import NonFiniteLossError, train
+from vitpose_hf.training.config import add_run_arguments, load_training_config
+from vitpose_hf.training.loop import main_of_script
+from vitpose_hf.training.supervised import train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,22 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    overrides, dotted = run_overrides(args)
-    if args.init_from is not None:
-        dotted.append(f"model.init_from={args.init_from}")
-    command = reproduce_command("scripts/train.py", argv if argv is not None else sys.argv[1:])
-    try:
-        config = load_training_config(args.config, overrides, dotted)
-        config.check_paths()
-    except ConfigError as error:
-        print(f"Config error: {error}", file=sys.stderr)
-        return 2
-    try:
-        train(config, resume_from_checkpoint=args.resume_from_checkpoint, command=command)
-    except NonFiniteLossError as error:
-        print(f"Training stopped: {error}", file=sys.stderr)
-        return 3
-    return 0
+    extra = [f"model.init_from={args.init_from}"] if args.init_from is not None else []
+    return main_of_script("scripts/train.py", argv, args, load_training_config, train, extra)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from vitpose_hf.modeling_vitpose import VitPoseEstimatorOutput
 from vitpose_hf.training import distillation
 from vitpose_hf.training.config import ConfigError, load_training_config
 from vitpose_hf.training.distillation import TOKEN_KEY, build_distiller
-from vitpose_hf.training.trainer import train
+from vitpose_hf.training.supervised import train
 
 from support.models import tiny_config_kwargs
 from support.original import original_model, save_original, tiny

@@ -30,13 +30,13 @@ from vitpose_hf.training.config import ConfigError
 from vitpose_hf.training.initialization import initialize_model
 from vitpose_hf.training.mae import (
     MAESection,
+    MAETask,
     VitPoseMaskedAutoencoder,
     load_mae_config,
     masked_patch_loss,
     patchify,
     pretrain,
     random_masking,
-    save_pretrained_encoder,
     unpatchify,
     warmup_cosine,
 )
@@ -224,7 +224,10 @@ def test_saved_encoder_starts_a_vitpose_model_with_every_backbone_weight(tmp_pat
     mae = tiny_mae()
     mae.initialize_encoder()
     config = load_mae_config(None, {"datasets": tiny_recipe(tmp_path)["datasets"]})
-    save_pretrained_encoder(mae, tmp_path / "encoder", config, {"eval_loss": 0.5}, "pretrain")
+    MAETask(config).save_final(mae, tmp_path / "encoder", {"eval_loss": 0.5}, "pretrain")
+    card = (tmp_path / "encoder" / "README.md").read_text()
+    assert "75% of the patches hidden" in card and "loss: 0.5000" in card and "model.init_from" in card
+    assert "pipeline_tag" not in card  # a backbone: no keypoint-detection widget
     saved = json.loads((tmp_path / "encoder" / "config.json").read_text())
     assert saved["model_type"] == "vitpose_hf" and saved["architectures"] == ["VitPoseBackbone"]
     assert set(load_file(tmp_path / "encoder" / "model.safetensors")) == {f"vit.{k}" for k in mae.backbone.vit.state_dict()}

@@ -238,7 +238,9 @@ def test_kill_9_and_resume_equals_an_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     assert max((a[k].double() - b[k].double()).abs().max().item() for k in a) <= 1e-6
     last = [json.loads(line) for line in (straight / "train_log.jsonl").read_text().splitlines()][-1]
-    last_resumed = [json.loads(line) for line in (resumed / "train_log.jsonl").read_text().splitlines()][-1]
+    resumed_log = [json.loads(line) for line in (resumed / "train_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in resumed_log] == list(range(1, 61))  # the redone steps are logged once
+    last_resumed = resumed_log[-1]
     assert last["step"] == last_resumed["step"] == 60
     assert last["loss"] == pytest.approx(last_resumed["loss"], abs=1e-6)
 
@@ -257,8 +259,8 @@ def test_two_processes_train_two_datasets_to_the_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "run"
     # One RNG state per process in the checkpoints: two processes took part.
-    assert sorted(p.name for p in (run / "checkpoints" / "checkpoint-4").glob("random_states_*")) == [
-        "random_states_0.pkl", "random_states_1.pkl"]
+    assert sorted(p.name for p in (run / "checkpoints" / "checkpoint-4").glob("rng_state_*")) == [
+        "rng_state_0.safetensors", "rng_state_1.safetensors"]
     results = json.loads((run / "eval_results.json").read_text())
     assert set(results) == {"synthetic_coco", "synthetic_mpii"}
     for metrics in results.values():
@@ -354,7 +356,7 @@ def test_init_from_a_checkpoint_of_another_size_is_an_error_naming_weights(tmp_p
 
 
 def test_every_shipped_training_recipe_parses_and_builds_its_model_config():
-    from vitpose_hf.training.trainer import model_config_from
+    from vitpose_hf.training.supervised import model_config_from
 
     recipes = sorted(p for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith("mae_"))
     assert {"coco_vitpose_small.yaml", "coco_vitpose_base.yaml", "coco_vitpose_large.yaml", "coco_vitpose_huge.yaml",

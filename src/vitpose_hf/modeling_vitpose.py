@@ -557,6 +557,27 @@ class VitPosePreTrainedModel(PreTrainedModel):
             model = model.with_resolution(**geometry, strict=strict)
         return (model, info) if output_loading_info else model
 
+    def no_weight_decay_names(self) -> set[str]:
+        """Parameters AdamW leaves undecayed besides the 1-D ones (timm's `no_weight_decay`): the position embeddings
+        and knowledge tokens are embeddings, and decaying them pulls them towards zero."""
+        names = {"vit.embeddings.position_embeddings"}
+        if self.vit.embeddings.knowledge_tokens is not None:
+            names.add("vit.embeddings.knowledge_tokens")
+        return names
+
+    def parameter_layer_ids(self) -> dict[str, int]:
+        """Layer id of every parameter for layer-wise lr decay, as the original's `LayerDecayOptimizerConstructor`:
+        embeddings 0, block i i + 1, the last LayerNorm and the heads `num_hidden_layers + 1`. Knowledge tokens are new
+        weights rather than pre-trained ones, so they take the top id (the full learning rate)."""
+        top = self.config.num_hidden_layers + 1
+        ids = {name: top for name, _ in self.named_parameters()}
+        ids.update({name: 0 for name, _ in self.vit.embeddings.named_parameters(prefix="vit.embeddings")})
+        for i, layer in enumerate(self.vit.layers):
+            ids.update({name: i + 1 for name, _ in layer.named_parameters(prefix=f"vit.layers.{i}")})
+        if self.vit.embeddings.knowledge_tokens is not None:
+            ids["vit.embeddings.knowledge_tokens"] = top
+        return ids
+
 
 class VitPoseModel(VitPosePreTrainedModel):
     """The whole pose estimator: `VitPoseEncoder` and one heatmap head per keypoint dataset."""

@@ -7,14 +7,19 @@
     distillation:    optional teacher (see `vitpose_hf.training.distillation`)
     everything else: the run (output dir, steps, batch size, precision, checkpoints, evaluation, logging)
 
-Unknown keys are errors that name the key (`optimization.lerning_rate`), and dataset files are checked before the
-model is built, so a typo never costs a training run.
+A file may start from another: `base: ../base/coco_topdown.yaml` (relative to the including file) is read first and
+the file's own keys are merged over it, section by section. Unknown keys are errors that name the key
+(`optimization.lerning_rate`), values are typed by the schema (`1e-5` is a number, as in YAML 1.2) and range-checked,
+and dataset files are checked before the model is built, so a typo never costs a training run.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import inspect
+import re
 import shlex
 import types
 import typing
@@ -65,7 +70,8 @@ class DatasetSection:
         probability: share of the training draws; left out for every dataset: proportional to size (the original).
         val_annotation_file, val_image_root: the validation split (COCO-format json).
         val_detections: a COCO detection-results file: evaluate on detector boxes (rescoring and OKS-NMS).
-        metric: "coco" (keypoint AP with the layout's OKS sigmas) or "pckh" (MPII).
+        metric: "coco" (keypoint AP with the layout's OKS sigmas) or "pckh" (MPII; needs `val_head_boxes`).
+        val_head_boxes: MPII head boxes of the validation people (see `vitpose_hf.evaluation.load_head_boxes`).
         synthetic, val_synthetic: generate the synthetic dataset at these paths when missing.
     """
 
@@ -78,6 +84,7 @@ class DatasetSection:
     val_annotation_file: str | None = None
     val_image_root: str | None = None
     val_detections: str | None = None
+    val_head_boxes: str | None = None
     metric: str = "coco"
     synthetic: SyntheticSection | None = None
     val_synthetic: SyntheticSection | None = None
@@ -123,6 +130,116 @@ class RunSection:
     datasets: list[DatasetSection] = field(default_factory=list)
     augmentation: dict[str, Any] = field(default_factory=dict)
 
+    def validate_run(self) -> None:
+        """The run keys and dataset sections: every value a run would trip over later, named by its key."""
+        if not self.datasets:
+            raise ConfigError("datasets: give at least one training dataset.")
+        for i, dataset in enumerate(self.datasets):
+            _validate_dataset(dataset, f"datasets[{i}]")
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"datasets: names must be unique, got {names}.")
+        probabilities = [d.probability for d in self.datasets]
+        if any(p is None for p in probabilities) and any(p is not None for p in probabilities):
+            raise ConfigError("datasets: give `probability` for every dataset or for none (then: proportional to size).")
+        if self.num_epochs is None and self.max_steps is None:
+            raise ConfigError("Give num_epochs or max_steps (max_steps wins when both are given).")
+        for key in ("num_epochs", "max_steps"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}: a run of 0 steps would write an "
+                                  "untrained final/.")
+        for key in ("per_device_batch_size", "gradient_accumulation_steps", "logging_steps"):
+            _at_least(self, key, 1)
+        for key in ("samples_per_epoch", "checkpointing_steps", "eval_steps"):
+            if getattr(self, key) is not None:
+                _at_least(self, key, 1, " (or null)")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 1:
+            raise ConfigError(f"checkpoints_total_limit must be >= 1, or null to keep every checkpoint; got "
+                              f"{self.checkpoints_total_limit}.")
+        _at_least(self, "num_workers", 0)
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}.")
+        _validate_augmentation(self.augmentation)
+
+    def check_paths(self) -> None:
+        """Every file the run reads exists (synthetic datasets excepted: they are generated when missing)."""
+        for i, dataset in enumerate(self.datasets):
+            checks = [("annotation_file", dataset.annotation_file, dataset.synthetic),
+                      ("image_root", dataset.image_root, dataset.synthetic),
+                      ("val_annotation_file", dataset.val_annotation_file, dataset.val_synthetic),
+                      ("val_image_root", dataset.val_image_root, dataset.val_synthetic),
+                      ("val_detections", dataset.val_detections, None),
+                      ("val_head_boxes", dataset.val_head_boxes, None)]
+            for key, path, generated in checks:
+                if path and generated is None and not Path(path).exists():
+                    raise ConfigError(f"datasets[{i}].{key} of dataset {dataset.name!r} does not exist: {path}")
+        init = getattr(getattr(self, "model", None), "init_from", None)
+        if init and (init.endswith(".pth") or init.endswith(".pt")) and not Path(init).exists():
+            raise ConfigError(f"model.init_from does not exist: {init}")
+
+
+def _at_least(section: Any, key: str, minimum: float, note: str = "", where: str = "") -> None:
+    value = getattr(section, key)
+    if value < minimum:
+        raise ConfigError(f"{where}{key} must be >= {minimum}{note}, got {value}.")
+
+
+def _validate_dataset(dataset: DatasetSection, where: str) -> None:
+    if not dataset.name:
+        raise ConfigError(f"{where}.name is missing.")
+    if not dataset.annotation_file or not dataset.image_root:
+        raise ConfigError(f"{where} ({dataset.name}): annotation_file and image_root are required.")
+    if dataset.format not in ("coco", "mpii", "aic"):
+        raise ConfigError(f"{where}.format must be coco, mpii or aic, got {dataset.format!r}.")
+    if dataset.metric not in ("coco", "pckh"):
+        raise ConfigError(f"{where}.metric must be coco or pckh, got {dataset.metric!r}.")
+    if bool(dataset.val_annotation_file) != bool(dataset.val_image_root):
+        raise ConfigError(f"{where} ({dataset.name}): give both val_annotation_file and val_image_root.")
+    if dataset.probability is not None and not dataset.probability > 0:
+        raise ConfigError(f"{where}.probability must be > 0, got {dataset.probability}.")
+    if dataset.metric == "pckh" and dataset.val_annotation_file:
+        if not dataset.val_head_boxes:
+            raise ConfigError(f"{where}.metric is pckh but {where}.val_head_boxes is not given: PCKh needs the head "
+                              "boxes of the validation people.")
+        if dataset.val_detections:
+            raise ConfigError(f"{where}: metric pckh is measured on ground-truth boxes; remove {where}.val_detections.")
+
+
+# Keys of `TopDownAugmentation` the run sets itself.
+_RUN_AUGMENTATION_KEYS = {"self", "layout", "input_size", "heatmap_size", "train", "seed"}
+
+
+def _validate_augmentation(augmentation: dict[str, Any]) -> None:
+    """Known `TopDownAugmentation` arguments only, probabilities in [0, 1], no negative magnitude."""
+    from ..data.transforms import TopDownAugmentation
+
+    known = set(inspect.signature(TopDownAugmentation.__init__).parameters) - _RUN_AUGMENTATION_KEYS
+    for key, value in augmentation.items():
+        if key not in known:
+            raise ConfigError(f"Unknown config key augmentation.{key}{_did_you_mean(key, known)}.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key.endswith("_prob") and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"augmentation.{key} is a probability and must lie in [0, 1], got {value}.")
+        if value < 0:
+            raise ConfigError(f"augmentation.{key} must be >= 0, got {value}.")
+
+
+def _did_you_mean(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(sorted(known))})"
+
+
+def check_config_overrides(overrides: dict[str, Any], where: str = "model.config_overrides") -> None:
+    """`VitPoseConfig` silently keeps unknown keyword arguments: a typo there would build the default model."""
+    from ..configuration_vitpose import VitPoseConfig
+
+    known = {f.name for f in dataclasses.fields(VitPoseConfig) if not f.name.startswith("_")}
+    known |= {"out_features", "out_indices"}
+    for key in overrides:
+        if key not in known:
+            raise ConfigError(f"Unknown config key {where}.{key}: not a VitPoseConfig field{_did_you_mean(key, known)}.")
+
 
 @dataclass
 class TrainingConfig(RunSection):
@@ -138,56 +255,37 @@ class TrainingConfig(RunSection):
         self.validate()
 
     def validate(self) -> None:
-        if not self.datasets:
-            raise ConfigError("datasets: give at least one training dataset.")
-        names = [d.name for d in self.datasets]
-        for i, dataset in enumerate(self.datasets):
-            where = f"datasets[{i}]"
-            if not dataset.name:
-                raise ConfigError(f"{where}.name is missing.")
-            if not dataset.annotation_file or not dataset.image_root:
-                raise ConfigError(f"{where} ({dataset.name}): annotation_file and image_root are required.")
-            if dataset.format not in ("coco", "mpii", "aic"):
-                raise ConfigError(f"{where}.format must be coco, mpii or aic, got {dataset.format!r}.")
-            if dataset.metric not in ("coco", "pckh"):
-                raise ConfigError(f"{where}.metric must be coco or pckh, got {dataset.metric!r}.")
-            if bool(dataset.val_annotation_file) != bool(dataset.val_image_root):
-                raise ConfigError(f"{where} ({dataset.name}): give both val_annotation_file and val_image_root.")
-        if len(set(names)) != len(names):
-            raise ConfigError(f"datasets: names must be unique, got {names}.")
-        probabilities = [d.probability for d in self.datasets]
-        if any(p is None for p in probabilities) and any(p is not None for p in probabilities):
-            raise ConfigError("datasets: give `probability` for every dataset or for none (then: proportional to size).")
-        if self.num_epochs is None and self.max_steps is None:
-            raise ConfigError("Give num_epochs or max_steps (max_steps wins when both are given).")
-        for key in ("per_device_batch_size", "gradient_accumulation_steps", "eval_batch_size", "logging_steps"):
-            if int(getattr(self, key)) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}.")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise ConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}.")
+        self.validate_run()
+        _at_least(self, "eval_batch_size", 1)
+        check_config_overrides(self.model.config_overrides)
         opt = self.optimization
         if opt.lr_decay_unit not in ("epochs", "steps"):
             raise ConfigError(f"optimization.lr_decay_unit must be epochs or steps, got {opt.lr_decay_unit!r}.")
         if opt.freeze not in ("none", "attention", "ffn", "backbone"):
             raise ConfigError(f"optimization.freeze must be none, attention, ffn or backbone, got {opt.freeze!r}.")
-
-    def check_paths(self) -> None:
-        """Every file the run reads exists (synthetic datasets excepted: they are generated when missing)."""
-        for i, dataset in enumerate(self.datasets):
-            checks = [("annotation_file", dataset.annotation_file, dataset.synthetic),
-                      ("image_root", dataset.image_root, dataset.synthetic),
-                      ("val_annotation_file", dataset.val_annotation_file, dataset.val_synthetic),
-                      ("val_image_root", dataset.val_image_root, dataset.val_synthetic),
-                      ("val_detections", dataset.val_detections, None)]
-            for key, path, generated in checks:
-                if path and generated is None and not Path(path).exists():
-                    raise ConfigError(f"datasets[{i}].{key} of dataset {dataset.name!r} does not exist: {path}")
-        init = self.model.init_from
-        if init and (init.endswith(".pth") or init.endswith(".pt")) and not Path(init).exists():
-            raise ConfigError(f"model.init_from does not exist: {init}")
+        if not opt.learning_rate > 0:
+            raise ConfigError(f"optimization.learning_rate must be > 0, got {opt.learning_rate}.")
+        for key in ("weight_decay", "warmup_steps"):
+            _at_least(opt, key, 0, where="optimization.")
+        if not 0.0 <= opt.warmup_ratio <= 1.0:
+            raise ConfigError(f"optimization.warmup_ratio must lie in [0, 1], got {opt.warmup_ratio}.")
+        if opt.layer_decay_rate is not None and not 0.0 < opt.layer_decay_rate <= 1.0:
+            raise ConfigError(f"optimization.layer_decay_rate must lie in (0, 1], got {opt.layer_decay_rate}.")
+        if opt.max_grad_norm is not None and not opt.max_grad_norm > 0:
+            raise ConfigError(f"optimization.max_grad_norm must be > 0 (or null), got {opt.max_grad_norm}.")
+        if not opt.lr_decay_gamma > 0:
+            raise ConfigError(f"optimization.lr_decay_gamma must be > 0, got {opt.lr_decay_gamma}.")
+        check_betas(opt.betas)
+        if any(m < 0 for m in opt.lr_decay_milestones):
+            raise ConfigError(f"optimization.lr_decay_milestones must be >= 0, got {opt.lr_decay_milestones}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_betas(betas: list[float]) -> None:
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ConfigError(f"optimization.betas must be two values in [0, 1), got {betas}.")
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -201,7 +299,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         prefix = f"{where}." if where else ""
-        raise ConfigError(f"Unknown config key {prefix}{unknown[0]} (known keys: {', '.join(sorted(known))}).")
+        raise ConfigError(f"Unknown config key {prefix}{unknown[0]}{_did_you_mean(unknown[0], known)}.")
     values = {}
     for key, value in data.items():
         values[key] = _convert(hints[key], value, f"{where}.{key}" if where else key)
@@ -213,56 +311,127 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {error}") from error
 
 
+# YAML 1.2 core-schema numbers: PyYAML reads YAML 1.1, where "1e-5" (no dot) is a string.
+_INT = re.compile(r"[-+]?[0-9]+")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def yaml12_number(text: str) -> int | float | None:
+    """The number a YAML 1.2 reader sees in `text`, or None when it is not one."""
+    text = text.strip()
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text.lower() in (".inf", "+.inf", "-.inf", ".nan"):
+        return float(text.replace(".", "", 1))
+    return None
+
+
 def _convert(hint: Any, value: Any, where: str) -> Any:
-    """Nested sections become dataclasses; lists of sections are converted item by item."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    """`value` as the schema's type: sections become dataclasses (lists of them item by item), numbers are typed
+    (a YAML 1.1 string "1e-5" where a float goes is 1e-05), and a value of the wrong type is an error naming `where`."""
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    options = typing.get_args(hint) if union else (hint,)
+    if value is None and type(None) in options:
+        return None
     for option in options:
         if dataclasses.is_dataclass(option) and isinstance(value, dict):
             return _build(option, value, where)
         if typing.get_origin(option) is list and isinstance(value, list):
             (item,) = typing.get_args(option) or (Any,)
-            if dataclasses.is_dataclass(item):
-                return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
+            return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    scalars = [option for option in options if option in (bool, int, float, str)]
+    if isinstance(value, (dict, list)) or Any in options or not scalars or any(isinstance(value, option) and not (option is int and isinstance(value, bool))
+                          for option in scalars if option is not float):
+        return value  # Any, dicts, or already of an accepted scalar type
+    number = yaml12_number(value) if isinstance(value, str) else value
+    if float in scalars and isinstance(number, (int, float)) and not isinstance(number, bool):
+        return float(number)
+    if int in scalars and isinstance(number, (int, float)) and not isinstance(number, bool) and float(number).is_integer():
+        return int(number)
+    expected = " or ".join(option.__name__ for option in scalars) + (" or null" if type(None) in options else "")
+    raise ConfigError(f"{where} must be {expected}, got {value!r}.")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """`optimization.learning_rate=1e-3` -> (["optimization", "learning_rate"], 0.001); the value is read as YAML."""
+    """`optimization.learning_rate=1e-3` -> (["optimization", "learning_rate"], 0.001); the value is read as YAML,
+    numbers as YAML 1.2 does (so "1e-05" is a number wherever it goes, `model.config_overrides` included)."""
     if "=" not in text:
         raise ConfigError(f"Override {text!r} must look like key.subkey=value.")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and yaml12_number(value) is not None:
+        value = yaml12_number(value)
+    return key.strip().split("."), value
 
 
 def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
     node = data
     for i, part in enumerate(path[:-1]):
         if isinstance(node, list):
-            node = node[int(part)]
+            node = node[_list_index(node, part, path)]
             continue
         node = node.setdefault(part, {})
         if not isinstance(node, (dict, list)):
             raise ConfigError(f"Override {'.'.join(path)}: {'.'.join(path[:i + 1])} is not a section.")
     if isinstance(node, list):
-        node[int(path[-1])] = value
+        node[_list_index(node, path[-1], path)] = value
     else:
         node[path[-1]] = value
+
+
+def _list_index(node: list, part: str, path: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"Override {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}.")
+    return int(part)
+
+
+def read_config_file(path: str | Path, _including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The keys of a YAML config, with its `base:` file (relative to it) read first and merged under it.
+
+    Sections merge recursively, the including file's values win; lists are replaced whole. A file that includes
+    itself, directly or not, is an error naming the chain."""
+    path = Path(path)
+    if not path.is_file():
+        where = f" (the base of {_including[-1]})" if _including else ""
+        raise ConfigError(f"Config file not found: {path}{where}")
+    resolved = path.resolve()
+    if resolved in _including:
+        chain = " -> ".join(str(p) for p in (*_including, resolved))
+        raise ConfigError(f"Config files include each other in a cycle: {chain}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys.")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a file path, got {base!r}.")
+    return merge_config(read_config_file(path.parent / base, (*_including, resolved)), data)
+
+
+def merge_config(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` over `base`: mappings merged key by key, anything else (lists included) replaced."""
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_config(
     cls: type, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
     dotted: list[str] | None = None,
 ) -> Any:
-    """Read a YAML file into the dataclass `cls`, apply `overrides` (top-level keys, None ignored) and `dotted`
-    overrides ("a.b=value"), and validate; unknown keys are errors naming them."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"Config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} must hold a mapping of config keys.")
+    """Read a YAML file (and its `base:` chain) into the dataclass `cls`, apply `overrides` (top-level keys, None
+    ignored) and `dotted` overrides ("a.b=value"), and validate; unknown keys are errors naming them."""
+    data: dict[str, Any] = read_config_file(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         if value is not None:
             data[key] = value
@@ -299,6 +468,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, config_help: str, set_exa
     parser.add_argument("--checkpointing-steps", type=int)
     parser.add_argument("--eval-steps", type=int)
     parser.add_argument("--resume-from-checkpoint", help="'latest' or a checkpoint folder of this run")
+    parser.add_argument("--overwrite-output-dir", action="store_true",
+                        help="start afresh in an output directory that holds an earlier run")
     parser.add_argument("--report-to", help="tracker for accelerate: tensorboard, trackio, wandb, all, ...")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="push OUTPUT/final with its model card at the end")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

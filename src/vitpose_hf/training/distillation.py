@@ -274,7 +274,7 @@ def load_knowledge_tokens(folder: str | Path) -> torch.Tensor:
 # The distiller ----------------------------------------------------------------------------------------------------
 class Distiller:
     """What the training loop calls: `configure` the student's config, `prepare` the built model, then add
-    `loss_terms` to the GT loss of every micro-batch (see `vitpose_hf.training.trainer.train`)."""
+    `loss_terms` to the GT loss of every micro-batch (see `vitpose_hf.training.supervised`)."""
 
     def __init__(self, settings: DistillationSettings):
         self.settings = settings

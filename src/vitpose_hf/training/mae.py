@@ -17,19 +17,15 @@ matches ImageNet-1K pre-training. Here:
 - the result is a plain `VitPoseBackbone` folder (`final/`): `model.init_from: <it>` in a `scripts/train.py` recipe
   starts a `VitPoseModel` from it; the decoder is dropped.
 
-Checkpoints, resume, NaN stop, the data order and the config checks are the training script's own
-(`vitpose_hf.training.trainer` and `.config`), so a resumed pre-training ends with the same weights as an
-uninterrupted one. The masks of a batch are a function of (seed, epoch, batch, process).
+Checkpoints, resume, NaN stop, the data order and the config checks are the training script's own (the run loop of
+`vitpose_hf.training.loop`, fed by `MAETask`, and `.config`), so a resumed pre-training ends with the same weights as
+an uninterrupted one. The masks of a batch are a function of (seed, epoch, batch, process).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +37,10 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig
-from transformers.models.vit_mae.modeling_vit_mae import ViTMAEDecoder, build_2d_sinusoidal_position_embedding
+from transformers.models.vit_mae.modeling_vit_mae import (
+    ViTMAEDecoder,
+    build_2d_sinusoidal_position_embedding,
+)
 from transformers.utils import ModelOutput
 
 from ..configuration_vitpose import VitPoseConfig
@@ -49,22 +48,18 @@ from ..data.coco import load_keypoint_dataset
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownAugmentation
 from ..image_processing_vitpose import VitPoseImageProcessor
 from ..modeling_vitpose import VitPoseBackbone
-from .config import ConfigError, RunSection, TrainingConfig, load_config, save_training_config
-from .initialization import initialize_model
-from .optim import layer_decay_parameter_groups
-from .trainer import (
-    NonFiniteLossError,
-    build_loader,
-    build_train_data,
-    dataset_layout,
-    finish_run,
-    periodic_work,
-    record_logs,
-    restore_run,
-    save_checkpoint,
-    set_train_mode,
-    start_run,
+from .cards import render_run_card
+from .config import (
+    ConfigError,
+    RunSection,
+    check_betas,
+    check_config_overrides,
+    load_config,
 )
+from .data import RunData, dataset_layout
+from .initialization import initialize_model
+from .loop import BatchPosition, RunTask, run
+from .optim import layer_decay_parameter_groups
 
 logger = logging.getLogger(__name__)
 
@@ -138,14 +133,9 @@ class MAEPretrainingConfig(RunSection):
     def __post_init__(self) -> None:
         self.validate()
 
-    def run_checks(self) -> TrainingConfig:
-        """The run and dataset keys checked by the training script's own `TrainingConfig`."""
-        shared = ("output_dir", "seed", "per_device_batch_size", "gradient_accumulation_steps", "num_epochs",
-                  "max_steps", "samples_per_epoch", "mixed_precision", "logging_steps", "datasets")
-        return TrainingConfig(**{key: getattr(self, key) for key in shared})
-
     def validate(self) -> None:
-        self.run_checks()
+        self.validate_run()
+        check_config_overrides(self.model.config_overrides)
         check_backbone_for_mae(backbone_config_from(self))
         mae = self.mae
         if not 0.0 < float(mae.mask_ratio) < 1.0:
@@ -162,13 +152,16 @@ class MAEPretrainingConfig(RunSection):
         opt = self.optimization
         if opt.warmup_unit not in ("epochs", "steps"):
             raise ConfigError(f"optimization.warmup_unit must be epochs or steps, got {opt.warmup_unit!r}.")
-        if opt.learning_rate <= 0 or opt.min_learning_rate < 0 or opt.warmup < 0:
-            raise ConfigError("optimization.learning_rate must be > 0, min_learning_rate and warmup >= 0.")
+        if not opt.learning_rate > 0:
+            raise ConfigError(f"optimization.learning_rate must be > 0, got {opt.learning_rate}.")
+        for key in ("min_learning_rate", "warmup", "weight_decay"):
+            if getattr(opt, key) < 0:
+                raise ConfigError(f"optimization.{key} must be >= 0, got {getattr(opt, key)}.")
+        if opt.max_grad_norm is not None and not opt.max_grad_norm > 0:
+            raise ConfigError(f"optimization.max_grad_norm must be > 0 (or null), got {opt.max_grad_norm}.")
+        check_betas(opt.betas)
         if self.eval_samples < 1 or self.num_reconstruction_images < 0:
             raise ConfigError("eval_samples must be >= 1 and num_reconstruction_images >= 0.")
-
-    def check_paths(self) -> None:
-        self.run_checks().check_paths()
 
 
 def load_mae_config(
@@ -360,6 +353,16 @@ class VitPoseMaskedAutoencoder(nn.Module):
         embeddings.position_embeddings.copy_(sincos.unsqueeze(0).to(embeddings.position_embeddings.dtype))
         embeddings.position_embeddings.requires_grad_(not fixed_position_embeddings)
 
+    def parameter_layer_ids(self) -> dict[str, int]:
+        """The backbone's layer ids (`VitPosePreTrainedModel.parameter_layer_ids`); the decoder sits on top."""
+        top = self.config.num_hidden_layers + 1
+        ids = {name: top for name, _ in self.named_parameters()}
+        ids.update({f"backbone.{name}": i for name, i in self.backbone.parameter_layer_ids().items()})
+        return ids
+
+    def no_weight_decay_names(self) -> set[str]:
+        return {f"backbone.{name}" for name in self.backbone.no_weight_decay_names()}
+
     def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return patchify(pixel_values, self.config.patch_size, self.config.patch_embedding_padding)
 
@@ -505,14 +508,14 @@ def reconstruction_picture(
 @torch.no_grad()
 def evaluate_reconstruction(
     model: VitPoseMaskedAutoencoder, crops: torch.Tensor, seed: int, batch_size: int, device: torch.device,
-    num_pictures: int = 0,
+    num_pictures: int = 0, show_progress: bool = False,
 ) -> tuple[float, Image.Image | None]:
     """Mean masked-patch loss over `crops` with masks fixed by `seed` (comparable across steps), and the picture of
     the first `num_pictures` crops."""
     num_patches = model.grid[0] * model.grid[1]
     noise = torch.rand((len(crops), num_patches), generator=torch.Generator().manual_seed(seed))
     total, count, picture = 0.0, 0, None
-    for start in range(0, len(crops), batch_size):
+    for start in tqdm(range(0, len(crops), batch_size), desc="Evaluating", leave=False, disable=not show_progress):
         batch = crops[start:start + batch_size].to(device)
         output = model(batch, noise[start:start + batch_size].to(device))
         total += float(output.loss) * len(batch)
@@ -525,169 +528,74 @@ def evaluate_reconstruction(
 
 
 # The run ------------------------------------------------------------------------------------------------------------
-def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = None, command: str | None = None) -> dict:
-    """Run the MAE pre-training of `config`; returns the last evaluation ({"eval_loss": ...})."""
-    config.check_paths()
-    output_dir = Path(config.output_dir)
-    accelerator = start_run(config, "mae_config.yaml")
+class MAETask(RunTask):
+    """MAE pre-training for the run loop: masked-patch loss with resume-exact masks, held-out loss and the
+    reconstruction picture as evaluation, the encoder alone as the final model."""
 
-    # Data first: an empty dataset or a bad annotation fails before any model is built.
-    backbone_config = backbone_config_from(config)
-    check_backbone_for_mae(backbone_config)
-    dataset, sampler, transforms = build_train_data(config, backbone_config, accelerator.process_index,
-                                                    accelerator.num_processes)
-    eval_crops = evaluation_crops(config, backbone_config) if accelerator.is_main_process else None
-    loader, steps_per_epoch, max_steps, num_epochs = build_loader(config, dataset, sampler, accelerator)
+    name = "mae"
+    config_file = "mae_config.yaml"
+    config: MAEPretrainingConfig
 
-    model = build_mae_model(config)
-    optimizer, scheduler = build_mae_optimizer(model, config.optimization, max_steps, steps_per_epoch)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    progress, last_checkpoint = restore_run(accelerator, config, scheduler, resume_from_checkpoint)
+    def __init__(self, config: MAEPretrainingConfig):
+        super().__init__(config)
+        self.backbone_config = backbone_config_from(config)
+        check_backbone_for_mae(self.backbone_config)
+        self.eval_crops: torch.Tensor | None = None
+        self.num_patches = 0
 
-    opt = config.optimization
-    if config.report_to:
-        accelerator.init_trackers(output_dir.name, config={"learning_rate": opt.learning_rate, "max_steps": max_steps,
-                                                           "batch_size": config.per_device_batch_size,
-                                                           "mask_ratio": config.mae.mask_ratio})
-    num_patches = model_grid_size(model)
-    logger.info("***** MAE pre-training *****  %d person crops (%s), %d steps (%d per epoch), %d patches per crop, "
-                "%d masked", len(dataset), dataset.sizes, max_steps, steps_per_epoch, num_patches,
-                num_masked_patches(num_patches, config.mae.mask_ratio))
+    def model_config(self) -> VitPoseConfig:
+        return self.backbone_config
 
-    bar = tqdm(total=max_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process,
-               desc="mae", dynamic_ncols=True)
-    window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-    set_train_mode(model)
-    for epoch in range(progress.completed_steps // steps_per_epoch, num_epochs):
-        if progress.completed_steps >= max_steps:
-            break
-        sampler.set_epoch(epoch)
-        for transform in transforms:
-            transform.set_epoch(epoch)
-        skip_batches = (progress.completed_steps - epoch * steps_per_epoch) * config.gradient_accumulation_steps
-        sampler.start_index = skip_batches * config.per_device_batch_size
-        batches = iter(loader)
-        for batch_index in range(skip_batches, steps_per_epoch * config.gradient_accumulation_steps):
-            pixel_values = next(batches)["pixel_values"].to(accelerator.device, non_blocking=True)
-            noise = masking_noise((len(pixel_values), num_patches), config.seed, epoch, batch_index,
-                                  accelerator.process_index).to(accelerator.device)
-            with accelerator.accumulate(model):
-                loss = model(pixel_values, noise).loss
-                finite = accelerator.gather(torch.isfinite(loss.detach()).float().reshape(1))
-                if not bool(finite.all()):
-                    where = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
-                    raise NonFiniteLossError(f"Non-finite loss ({loss.item()}) at step {progress.completed_steps + 1} "
-                                             f"(epoch {epoch}); stopping before the update, {where}.")
-                accelerator.backward(loss)
-                grad_norm = None
-                if accelerator.sync_gradients and opt.max_grad_norm:
-                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            window_loss += float(loss.detach())
-            window_count += 1
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            progress.completed_steps += 1
-            step = progress.completed_steps
-            bar.update(1)
-            if step % config.logging_steps == 0 or step == max_steps:
-                elapsed = time.perf_counter() - window_start
-                logs = {"loss": window_loss / window_count, "lr": optimizer.param_groups[0]["lr"], "epoch": epoch,
-                        "samples_per_second": window_count * config.per_device_batch_size * accelerator.num_processes
-                        / max(elapsed, 1e-9)}
-                if grad_norm is not None:
-                    logs["grad_norm"] = float(grad_norm)
-                bar.set_postfix(loss=f"{logs['loss']:.4g}", lr=f"{logs['lr']:.3g}")
-                record_logs(accelerator, config, step, logs)
-                window_loss, window_count, window_start = 0.0, 0, time.perf_counter()
-            last_checkpoint = periodic_work(
-                accelerator, config, step, max_steps,
-                lambda: _evaluate_and_record(accelerator, model, eval_crops, config, output_dir, step),
-            ) or last_checkpoint
-            if step >= max_steps:
-                break
-    bar.close()
+    def build(self, accelerator, data: RunData):
+        if accelerator.is_main_process:
+            self.eval_crops = evaluation_crops(self.config, self.backbone_config)
+        model = build_mae_model(self.config)
+        self.num_patches = model.grid[0] * model.grid[1]
+        optimizer, scheduler = build_mae_optimizer(model, self.config.optimization, data.max_steps, data.steps_per_epoch)
+        return model, optimizer, scheduler
 
-    save_checkpoint(accelerator, output_dir, progress.completed_steps, config.checkpoints_total_limit)
-    results = _evaluate_and_record(accelerator, model, eval_crops, config, output_dir, progress.completed_steps)
-    if accelerator.is_main_process:
-        save_pretrained_encoder(accelerator.unwrap_model(model), output_dir / "final", config, results, command)
-    finish_run(accelerator, config, results, f"MAE pre-training {output_dir.name}, step {progress.completed_steps}")
-    return results
+    def loss_terms(self, model, batch: dict[str, Any], position: BatchPosition) -> dict[str, torch.Tensor]:
+        pixel_values = batch["pixel_values"]
+        noise = masking_noise((len(pixel_values), self.num_patches), self.config.seed, position.epoch, position.index,
+                              position.process)
+        return {"loss": model(pixel_values, noise.to(pixel_values.device)).loss}
 
+    def evaluates(self) -> bool:
+        return True  # on held-out crops, or training crops where no dataset has a validation split
 
-def model_grid_size(model: nn.Module) -> int:
-    rows, cols = getattr(model, "module", model).grid
-    return rows * cols
-
-
-def _evaluate_and_record(accelerator, model, crops, config: MAEPretrainingConfig, output_dir: Path, step: int) -> dict:
-    """Held-out masked loss and the reconstruction PNG (main process; the others wait)."""
-    results: dict = {}
-    if accelerator.is_main_process:
-        network = accelerator.unwrap_model(model)
-        network.eval()
-        with accelerator.autocast():
-            loss, picture = evaluate_reconstruction(network, crops, config.seed, config.per_device_batch_size,
-                                                    accelerator.device, config.num_reconstruction_images)
-        set_train_mode(network)
-        results = {"eval_loss": loss}
+    def evaluate(self, model, accelerator, step: int) -> dict[str, Any]:
+        """Held-out masked loss; the reconstruction picture goes to OUTPUT/reconstructions/step-*.png."""
+        loss, picture = evaluate_reconstruction(model, self.eval_crops, self.config.seed,
+                                                self.config.per_device_batch_size, accelerator.device,
+                                                self.config.num_reconstruction_images,
+                                                show_progress=accelerator.is_local_main_process)
         if picture is not None:
-            folder = output_dir / "reconstructions"
+            folder = Path(self.config.output_dir) / "reconstructions"
             folder.mkdir(parents=True, exist_ok=True)
             picture.save(folder / f"step-{step:07d}.png")
-        logger.info("step %d evaluation: %s", step, json.dumps(results))
-        with open(output_dir / "eval_history.jsonl", "a") as handle:
-            handle.write(json.dumps({"step": step, **results}) + "\n")
-        if config.report_to:
-            accelerator.log({"eval/loss": loss}, step=step)
-    accelerator.wait_for_everyone()
-    return results
+        return {"eval_loss": loss}
+
+    def save_final(self, model: VitPoseMaskedAutoencoder, folder: Path, results: dict, command: str) -> None:
+        """The encoder alone as a `VitPoseBackbone` folder (with its image processor and card): what `model.init_from`
+        of a training recipe takes. The decoder is dropped."""
+        backbone = model.backbone
+        backbone.save_pretrained(folder)
+        VitPoseImageProcessor.from_model_config(backbone.config).save_pretrained(folder)
+        (folder / "README.md").write_text(render_run_card(backbone.config, self.config, results, command,
+                                                          self.config_file, mask_ratio=self.config.mae.mask_ratio))
+
+    def tracker_config(self) -> dict[str, Any]:
+        return {**super().tracker_config(), "mask_ratio": self.config.mae.mask_ratio}
+
+    def describe(self, data: RunData, accelerator) -> str:
+        masked = num_masked_patches(self.num_patches, self.config.mae.mask_ratio)
+        return f"{super().describe(data, accelerator)}; {self.num_patches} patches per crop, {masked} masked"
 
 
-def save_pretrained_encoder(
-    model: VitPoseMaskedAutoencoder, folder: Path, config: MAEPretrainingConfig, results: dict, command: str | None
-) -> None:
-    """The encoder alone as a `VitPoseBackbone` folder (with its image processor, the recipe and a card): what
-    `model.init_from` of a training recipe takes. The decoder is dropped."""
-    folder = Path(folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    backbone = model.backbone
-    backbone.save_pretrained(folder)
-    VitPoseImageProcessor.from_model_config(backbone.config).save_pretrained(folder)
-    save_training_config(config, folder / "mae_config.yaml")
-    command = command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    height, width = backbone.config.image_size
-    names = ", ".join(f"{d.name} ({d.annotation_file})" for d in config.datasets)
-    loss = f"{results['eval_loss']:.4f}" if "eval_loss" in results else "not measured"
-    (folder / "README.md").write_text(f"""---
-library_name: transformers
-license: apache-2.0
-tags:
-- vitpose
-- vitpose_hf
-- mae
----
-
-# ViTPose backbone pre-trained with MAE on person crops
-
-A `VitPoseBackbone` ({backbone.config.hidden_size} wide, {backbone.config.num_hidden_layers} blocks, {height}x{width}
-input) pre-trained as a masked autoencoder ({config.mae.mask_ratio:.0%} of the patches hidden) on person crops of:
-{names}. Held-out masked-patch loss: {loss}.
-
-Start a pose model from it with `model.init_from: <this folder>` in a `scripts/train.py` recipe.
-
-## Reproduce
-
-```bash
-{command}
-```
-
-The full recipe is in `mae_config.yaml`.
-""")
+def pretrain(config: MAEPretrainingConfig, resume_from_checkpoint: str | None = None, command: str | None = None,
+             overwrite_output_dir: bool = False) -> dict:
+    """Run the MAE pre-training of `config`; returns the last evaluation ({"eval_loss": ...})."""
+    return run(MAETask(config), resume_from_checkpoint, command, overwrite_output_dir)
 
 
 __all__ = [

@@ -1,10 +1,9 @@
 """The optimisation recipe of ViTPose: AdamW with layer-wise lr decay, linear warmup then step decay, freezing.
 
-Layer ids follow the original's `LayerDecayOptimizerConstructor` with `num_layers = depth + 2`: the patch and
-position embeddings are layer 0, block i is layer i + 1, everything else (the last LayerNorm, the heads) is layer
-depth + 1, and a parameter's lr is scaled by `rate ** (depth + 1 - layer_id)`. Knowledge tokens (distillation) are
-new rather than pre-trained, so they take the top id and the full lr. One-dimensional parameters, biases and the
-position embeddings (and knowledge tokens, which are embeddings too) get no weight decay.
+The model says which layer each parameter belongs to (`parameter_layer_ids`, the original's
+`LayerDecayOptimizerConstructor` ids: embeddings 0, block i i + 1, the rest depth + 1) and which parameters take no
+weight decay besides the 1-D ones (`no_weight_decay_names`), so no parameter name is parsed here. A parameter's lr is
+scaled by `rate ** (depth + 1 - layer_id)`.
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ from torch import nn
 
 # Layer-wise lr decay rate of the released ViTPose recipes, per model size.
 LAYER_DECAY_RATES: dict[str, float] = {"small": 0.8, "base": 0.75, "large": 0.8, "huge": 0.85}
-
-_BLOCK = re.compile(r"(?:^|\.)(?:vit\.)?layers\.(\d+)\.")
-_NO_DECAY_NAMES = ("position_embeddings", "knowledge_tokens")
 
 # What each partial fine-tuning setting of paper Table 5 keeps frozen.
 FREEZE_PATTERNS: dict[str, re.Pattern | None] = {
@@ -40,26 +36,6 @@ def default_layer_decay_rate(variant: str) -> float:
     return LAYER_DECAY_RATES["base"]
 
 
-def layer_id(name: str, num_hidden_layers: int) -> int:
-    """The original's layer id of a parameter of `VitPoseModel` (or `VitPoseBackbone`).
-
-    Knowledge tokens are not pre-trained weights: like the heads they get the top id, hence the full learning rate.
-    """
-    if "knowledge_tokens" in name:
-        return num_hidden_layers + 1
-    if ".embeddings." in f".{name}":
-        return 0
-    block = _BLOCK.search(name)
-    if block is not None:
-        return int(block.group(1)) + 1
-    return num_hidden_layers + 1
-
-
-def decays(name: str, parameter: torch.Tensor) -> bool:
-    """Whether weight decay applies: not to 1-D parameters, biases or embeddings."""
-    return not (parameter.ndim <= 1 or name.endswith(".bias") or any(n in name for n in _NO_DECAY_NAMES))
-
-
 @dataclass
 class ParameterSetting:
     lr_scale: float
@@ -69,14 +45,20 @@ class ParameterSetting:
 def parameter_settings(
     model: nn.Module, weight_decay: float, layer_decay_rate: float
 ) -> dict[str, ParameterSetting]:
-    """Per trainable parameter: its lr scale and weight decay under the recipe."""
+    """Per trainable parameter: its lr scale and weight decay under the recipe.
+
+    `model` declares `parameter_layer_ids()` and `no_weight_decay_names()` (as `VitPosePreTrainedModel` does);
+    1-D parameters (biases, norms) never decay.
+    """
     depth = model.config.num_hidden_layers
+    layer_ids, no_decay = model.parameter_layer_ids(), model.no_weight_decay_names()
     settings = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        scale = layer_decay_rate ** (depth + 1 - layer_id(name, depth))
-        settings[name] = ParameterSetting(scale, weight_decay if decays(name, parameter) else 0.0)
+        decays = parameter.ndim > 1 and name not in no_decay
+        settings[name] = ParameterSetting(layer_decay_rate ** (depth + 1 - layer_ids[name]),
+                                          weight_decay if decays else 0.0)
     return settings
 
 
