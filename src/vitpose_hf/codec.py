@@ -354,7 +354,7 @@ class UDPHeatmapCodec:
             raise ValueError(f"Heatmaps must have shape (N, K, H, W), got {tuple(heatmaps.shape)}.")
         heatmaps = heatmaps.detach().to(torch.float32)
         num, joints, height, width = heatmaps.shape
-        scores, index = heatmaps.reshape(num, joints, -1).max(dim=-1)
+        scores, index = heatmaps.reshape(num, joints, height * width).max(dim=-1)
         x = index % width
         y = torch.div(index, width, rounding_mode="floor")
         if num * joints == 0:
