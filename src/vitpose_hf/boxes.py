@@ -60,7 +60,8 @@ def box_array(boxes: Any, image: int | str, box_format: str = "xywh", with_score
         raise ValueError(f"Boxes of {image} must have shape {shapes}, got {array.shape}.")
     # Crops are computed in float32: a box must keep a positive size there too (a 1e-9 pixel box does not).
     corners = boxes_to_xyxy(array[:, :4], box_format) if np.isfinite(array).all() else array[:, :4]
-    corners32 = corners.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+        corners32 = corners.astype(np.float32)
     bad = (
         ~np.isfinite(array).all(axis=1)
         | (np.abs(corners) > MAX_COORDINATE).any(axis=1)
@@ -91,7 +92,13 @@ def boxes_per_image(
         boxes = boxes.detach().cpu().numpy()
     if isinstance(boxes, (str, bytes)) or np.isscalar(boxes) or not hasattr(boxes, "__len__"):
         raise ValueError(f"boxes must be one list of boxes per image, got {boxes!r}.")
+    flat = isinstance(boxes, (list, tuple)) and len(boxes) > 0 and all(
+        isinstance(v, (int, float, np.number)) for v in boxes
+    )
+    if flat and single_image:
+        return [box_array(boxes, 0, box_format, with_scores)]  # one bare box: an error saying so
     if is_box_list(boxes) or (single_image and len(boxes) == 0):
+
         boxes = [boxes]
     if isinstance(boxes, np.ndarray) and boxes.ndim != 3:
         raise ValueError(f"Batched boxes must have shape (num_images, n, 4), got {tuple(boxes.shape)}.")

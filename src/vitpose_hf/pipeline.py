@@ -110,6 +110,9 @@ def resolve_detector(detector: Any, device: torch.device | None = None) -> Any:
     if isinstance(detector, Pipeline):
         detection = detector
     elif isinstance(detector, (str, os.PathLike)):
+        from .modeling_vitpose import check_local_checkpoint
+
+        check_local_checkpoint(detector)  # a missing folder named as such, not as a bad Hub repo id
         detection = pipeline("object-detection", model=os.fspath(detector), device=device)
     elif isinstance(detector, tuple) and len(detector) == 2:
         detection = pipeline("object-detection", model=detector[0], image_processor=detector[1], device=device)
@@ -194,14 +197,8 @@ def _as_vitpose_hf_model(model: Any) -> Any:
     config has no image_size); reloaded through `VitPoseModel.from_pretrained`, which converts them."""
     from .modeling_vitpose import VitPoseModel, VitPosePreTrainedModel
 
-    config = getattr(model, "config", None)
-    if isinstance(model, (str, os.PathLike)) or isinstance(model, VitPosePreTrainedModel):
-        return model
-    if getattr(config, "model_type", None) != "vitpose":
-        raise TypeError(
-            f"The keypoint-detection pipeline runs vitpose_hf models; got {type(model).__name__} "
-            f"(model_type {getattr(config, 'model_type', None)!r})."
-        )
+    if isinstance(model, VitPosePreTrainedModel) or getattr(getattr(model, "config", None), "model_type", None) != "vitpose":
+        return model  # ours (installed or remote-code copy), or a path for transformers to resolve
     source = getattr(model, "name_or_path", "")
     if "vitpose" not in VitPoseModel.foreign_checkpoint_loaders or not source:
         raise TypeError(
