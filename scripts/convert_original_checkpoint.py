@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             published_keypoints=published_expectations() if args.verify_image else None,
             private=args.private, model_card_dir=args.model_card_dir, log=print,
         )
-    except (OriginalCheckpointError, VerificationError, FileExistsError, FileNotFoundError, ValueError) as error:
+    except (OriginalCheckpointError, VerificationError, OSError, ValueError) as error:  # OSError: disk full too
         print(f"error: {error}", file=sys.stderr)
         return 1
     if args.dry_run:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 BOX_FORMATS = ("xywh", "xyxy")
+# Coordinates beyond this many pixels are no image's: they only overflow the float32 crop maths into NaN.
+MAX_COORDINATE = 1e9
 
 
 def check_box_format(box_format: Any) -> str:
@@ -56,13 +58,20 @@ def box_array(boxes: Any, image: int | str, box_format: str = "xywh", with_score
     if array.ndim != 2 or array.shape[1] not in columns:
         shapes = " or ".join(f"(n, {c})" for c in columns)
         raise ValueError(f"Boxes of {image} must have shape {shapes}, got {array.shape}.")
-    sides = array[:, 2:4] if box_format == "xywh" else array[:, 2:4] - array[:, :2]
-    bad = ~np.isfinite(array).all(axis=1) | ~(sides > 0).all(axis=1)
+    # Crops are computed in float32: a box must keep a positive size there too (a 1e-9 pixel box does not).
+    corners = boxes_to_xyxy(array[:, :4], box_format) if np.isfinite(array).all() else array[:, :4]
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused below
+        corners32 = corners.astype(np.float32)
+    bad = (
+        ~np.isfinite(array).all(axis=1)
+        | (np.abs(corners) > MAX_COORDINATE).any(axis=1)
+        | ~(corners32[:, 2:4] > corners32[:, :2]).all(axis=1)
+    )
     if bad.any():
         j = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"Box {j} of {image} is invalid ({box_format} {array[j, :4].tolist()}): coordinates must be finite "
-            "and width and height positive."
+            f"Box {j} of {image} is invalid ({box_format} {array[j, :4].tolist()}): coordinates must be finite, "
+            f"within +-{MAX_COORDINATE:g} pixels, and width and height positive."
         )
     return array
 
@@ -83,7 +92,13 @@ def boxes_per_image(
         boxes = boxes.detach().cpu().numpy()
     if isinstance(boxes, (str, bytes)) or np.isscalar(boxes) or not hasattr(boxes, "__len__"):
         raise ValueError(f"boxes must be one list of boxes per image, got {boxes!r}.")
+    flat = isinstance(boxes, (list, tuple)) and len(boxes) > 0 and all(
+        isinstance(v, (int, float, np.number)) for v in boxes
+    )
+    if flat and single_image:
+        return [box_array(boxes, 0, box_format, with_scores)]  # one bare box: an error saying so
     if is_box_list(boxes) or (single_image and len(boxes) == 0):
+
         boxes = [boxes]
     if isinstance(boxes, np.ndarray) and boxes.ndim != 3:
         raise ValueError(f"Batched boxes must have shape (num_images, n, 4), got {tuple(boxes.shape)}.")

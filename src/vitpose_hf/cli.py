@@ -12,10 +12,13 @@ picture and its boxes, into `demo_output/`.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +87,33 @@ def coco_results(people: list[dict], image_id: int) -> list[dict]:
     return coco_keypoint_results([image_id] * len(people), keypoints, scores, box_scores, boxes)
 
 
-def _output_stems(images: Sequence[str]) -> list[str]:
-    """File names for the outputs: the images' stems, numbered where two images share one."""
-    stems, seen = [], {}
+def _output_stems(images: Sequence[str], reserved: Sequence[str] = ()) -> list[str]:
+    """File names for the outputs, one per input path and never shared: the image's stem (unsafe characters
+    replaced), numbered where it is taken, compared case-insensitively; d1/x.jpg, d2/x.jpg and x_1.jpg give x, x_1 and
+    x_1_1. `reserved` names are never used (e.g. coco_results). Deterministic: the same inputs give the same names."""
+    used = {name.lower() for name in reserved}
+    stems = []
     for image in images:
-        stem = Path(image).stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem] - 1}")
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(str(image).split("?")[0]).stem).strip(".") or "image"
+        name, number = stem, 0
+        while name.lower() in used:
+            number += 1
+            name = f"{stem}_{number}"
+        used.add(name.lower())
+        stems.append(name)
     return stems
+
+
+def _write_into_place(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file beside `path`, renamed over it only once complete: an interrupted or failed
+    write (a full disk) never leaves a half-written output."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def build_pipeline(model: str | None, device: str | None, batch_size: int):
@@ -100,6 +122,10 @@ def build_pipeline(model: str | None, device: str | None, batch_size: int):
 
     import vitpose_hf  # noqa: F401  (registers the task)
     from vitpose_hf.pipeline import KeypointDetectionPipeline, default_model_path
+    from vitpose_hf.modeling_vitpose import check_local_checkpoint
+
+    if model is not None:
+        check_local_checkpoint(model)  # a missing folder or truncated weights, named (not a Hub error)
 
     # pipeline_class: a folder written by pipe.save_pretrained loads with the installed code, no trust_remote_code.
     return pipeline(
@@ -141,7 +167,8 @@ def predict(
     if boxes is not None and len(boxes) != len(images):
         raise ValueError(f"Got {len(boxes)} box lists for {len(images)} images.")
     written, all_results = [], []
-    for index, (image_path, stem) in enumerate(zip(images, _output_stems(images))):
+    stems = _output_stems(images, reserved=["coco_results"] if write_coco_results else [])
+    for index, (image_path, stem) in enumerate(zip(images, stems)):
         image = load_image(image_path, index)
         people = pose(
             image, boxes=None if boxes is None else boxes[index], box_format=box_format,
@@ -150,15 +177,16 @@ def predict(
         )
         drawn = draw_pose(image, people, pose.model.config, threshold=draw_threshold, dataset=dataset)
         png, record = output_dir / f"{stem}.png", output_dir / f"{stem}.json"
-        drawn.save(png)
-        record.write_text(results_json(str(image_path), image.width, image.height, people))
+        _write_into_place(png, lambda path: drawn.save(path, format="PNG"))
+        text = results_json(str(image_path), image.width, image.height, people)
+        _write_into_place(record, lambda path: path.write_text(text))
         written.append({"image": str(image_path), "png": str(png), "json": str(record), "people": len(people),
                         "model": pose.model.name_or_path})
         if write_coco_results:
             all_results.extend(coco_results(people, coco_image_id(str(image_path), index)))
     if write_coco_results:
         coco_file = output_dir / "coco_results.json"
-        coco_file.write_text(json.dumps(all_results))
+        _write_into_place(coco_file, lambda path: path.write_text(json.dumps(all_results)))
         written.append({"coco_results": str(coco_file), "people": len(all_results)})
     return written
 
@@ -174,6 +202,7 @@ def demo(output_dir: str | Path = "demo_output", model: str | None = None, devic
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitpose-hf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: VITPOSE_HF_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("predict", help="pose estimation on images: annotated PNG + JSON per image")
@@ -198,6 +227,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Failures a user can cause (a missing file, a bad argument or model, a full disk, an unusable --device): one line on
+# stderr and exit code 2. --debug or VITPOSE_HF_DEBUG=1 shows the traceback instead.
+EXPECTED_ERRORS = (OSError, ValueError, TypeError, RuntimeError)
+DEBUG_ENV = "VITPOSE_HF_DEBUG"
+
+
+def _one_line(error: BaseException) -> str:
+    """The error as one line: its first line (transformers' messages may append whole tracebacks)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC and "space" not in text.lower():
+        text = f"no space left on the device ({text})"
+    return text + (f" (... {DEBUG_ENV}=1 or --debug shows the rest)" if len(lines) > 1 else "")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"vitpose-hf: warning: {message}", file=sys.stderr)
 
@@ -211,8 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             written = _run(args)
-        except (FileNotFoundError, ValueError, TypeError) as error:
-            print(f"vitpose-hf {args.command}: error: {error}", file=sys.stderr)
+        except EXPECTED_ERRORS as error:
+            if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            print(f"vitpose-hf {args.command}: error: {_one_line(error)}", file=sys.stderr)
             return 2
     if written and "model" in written[0]:
         print(f"model: {written[0]['model']}")

@@ -275,8 +275,8 @@ def get_heatmap_maximum(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
 
     Where the maximum is <= 0 the location is -1, as the original's `_get_max_preds`.
     """
-    num, joints, _, width = heatmaps.shape
-    scores, index = heatmaps.reshape(num, joints, -1).max(dim=-1)
+    num, joints, height, width = heatmaps.shape
+    scores, index = heatmaps.reshape(num, joints, height * width).max(dim=-1)
     coords = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=-1).to(torch.float32)
     return torch.where((scores > 0).unsqueeze(-1), coords, -1.0), scores
 

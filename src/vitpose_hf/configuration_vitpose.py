@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -28,6 +29,33 @@ INPUT_RESOLUTIONS: dict[str, tuple[int, int]] = {
 }
 
 
+# Expected kinds of the scalar fields: a config.json edited by hand fails here, naming the field, not deep in a layer.
+_INT_FIELDS = ("patch_size", "patch_stride", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "full_attention_interval", "num_experts", "part_features", "decoder_channels", "num_knowledge_tokens")
+_OPTIONAL_INT_FIELDS = ("patch_padding", "knowledge_token_dim")
+_FLOAT_FIELDS = ("mlp_ratio", "layer_norm_eps", "drop_path_rate", "attention_dropout", "initializer_range")
+_BOOL_FIELDS = ("qkv_bias",)
+_STR_FIELDS = ("hidden_act", "decoder")
+
+
+def check_field_types(config: Any) -> None:
+    """Raise TypeError naming the first scalar field whose value has the wrong kind (e.g. hidden_size "32")."""
+
+    def is_int(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    kinds = [(_INT_FIELDS, is_int, "an integer"),
+             (_OPTIONAL_INT_FIELDS, lambda v: v is None or is_int(v), "an integer or null"),
+             (_FLOAT_FIELDS, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool), "a number"),
+             (_BOOL_FIELDS, lambda v: isinstance(v, bool), "true or false"),
+             (_STR_FIELDS, lambda v: isinstance(v, str), "a string")]
+    for names, accepts, kind in kinds:
+        for name in names:
+            value = getattr(config, name)
+            if not accepts(value):
+                raise TypeError(f"VitPoseConfig.{name} must be {kind}, got {value!r} ({type(value).__name__}).")
+
+
 def parse_image_size(image_size: str | list[int] | tuple[int, ...]) -> tuple[int, int]:
     """(height, width) from a pair or a "HEIGHTxWIDTH" string such as a key of `INPUT_RESOLUTIONS`."""
     if isinstance(image_size, str):
@@ -37,6 +65,10 @@ def parse_image_size(image_size: str | list[int] | tuple[int, ...]) -> tuple[int
                 f"image_size {image_size!r} is not 'HEIGHTxWIDTH'; presets: {', '.join(INPUT_RESOLUTIONS)}."
             )
         return int(parts[0]), int(parts[1])
+    if not isinstance(image_size, (list, tuple)) or not all(
+        isinstance(side, numbers.Integral) and not isinstance(side, bool) for side in image_size
+    ):
+        raise TypeError(f"image_size must be (height, width) integers or 'HEIGHTxWIDTH', got {image_size!r}.")
     size = tuple(int(side) for side in image_size)
     if len(size) != 2:
         raise ValueError(f"image_size must be (height, width), got {image_size!r}.")
@@ -150,6 +182,7 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
     _out_indices: list[int] | None = None
 
     def __post_init__(self, **kwargs):
+        check_field_types(self)
         out_indices = kwargs.pop("out_indices", None)
         out_features = kwargs.pop("out_features", None)
         self.image_size = list(parse_image_size(self.image_size))
@@ -274,6 +307,8 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
             if dataset not in names:
                 raise ValueError(f"Unknown dataset {dataset!r}: this model's heads are {names}.")
             return names.index(dataset)
+        if isinstance(dataset, bool) or not isinstance(dataset, numbers.Integral):
+            raise TypeError(f"dataset must be a head's name or integer index, got {dataset!r} ({type(dataset).__name__}).")
         index = int(dataset)
         if not 0 <= index < len(self.keypoint_heads):
             raise ValueError(f"dataset_index {index} is out of range: this model has {len(self.keypoint_heads)} heads.")

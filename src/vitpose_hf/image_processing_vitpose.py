@@ -13,6 +13,9 @@ same output structure from `post_process_pose_estimation`, with a real `bbox`.
 
 from __future__ import annotations
 
+import math
+import os
+import numbers
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +30,7 @@ from transformers.processing_utils import ImagesKwargs
 from .boxes import boxes_per_image
 from .codec import HeadCodec, build_codec, flip_images, merge_flip_test
 from .geometry import box_to_center_scale, get_crop_matrix, warp_affine
+from .images import to_rgb
 from .keypoints import KeypointLayout, get_layout
 
 
@@ -38,11 +42,32 @@ class VitPoseImageProcessorKwargs(ImagesKwargs, total=False):
     padding: float
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_positive_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Reject a setting of the wrong kind by name: `bool("False")` is True and padding 0 makes NaN crops."""
+    for name in ("do_affine_transform", "do_rescale", "do_normalize"):
+        if name in settings and not isinstance(settings[name], (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {settings[name]!r}.")
+    for name in ("rescale_factor", "normalize_factor", "padding"):
+        if name in settings and not _is_positive_number(settings[name]):
+            raise ValueError(f"{name} must be a finite number > 0, got {settings[name]!r}.")
+    kernel = settings.get("blur_kernel_size")
+    if kernel is not None and (not _is_int(kernel) or kernel < 1 or kernel % 2 == 0):
+        raise ValueError(f"blur_kernel_size must be an odd integer >= 1, got {kernel!r}.")
+
+
 def _to_chw_tensor(image: Any, index: int) -> torch.Tensor:
     """One image (PIL, numpy HWC / HW, torch CHW / HW) -> (3, H, W) tensor of its own dtype, RGB."""
     if isinstance(image, Image.Image):
         if image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
+            image = to_rgb(image)  # 16-bit and float modes scaled, not saturated to white
         image = torch.from_numpy(np.array(image))
         channels_last = True
     elif isinstance(image, np.ndarray):
@@ -65,6 +90,9 @@ def _to_chw_tensor(image: Any, index: int) -> torch.Tensor:
         raise ValueError(f"Image {index} is empty: shape {tuple(image.shape)}.")
     if image.dtype == torch.bool:
         image = image.to(torch.uint8)
+    elif image.dtype == torch.uint16:
+        # 16-bit pixels (PNG I;16, uint16 arrays): to the 0-255 range `rescale_factor` expects, as the loader does.
+        image = image.to(torch.float32).div_(257.0)
     if image.shape[0] == 1:
         return image.expand(3, -1, -1)
     return image[:3]  # RGBA: drop alpha
@@ -126,6 +154,11 @@ class VitPoseImageProcessor(BaseImageProcessor):
     ) -> None:
         kwargs.pop("image_processor_type", None)
         super().__init__(**kwargs)
+        _check_settings(dict(
+            do_affine_transform=do_affine_transform, do_rescale=do_rescale, do_normalize=do_normalize,
+            rescale_factor=rescale_factor, normalize_factor=normalize_factor, padding=padding,
+            blur_kernel_size=blur_kernel_size,
+        ))
         self.do_affine_transform = bool(do_affine_transform)
         self.size = self._check_size(size if size is not None else {"height": 256, "width": 192})
         self.do_rescale = bool(do_rescale)
@@ -146,10 +179,21 @@ class VitPoseImageProcessor(BaseImageProcessor):
     def _check_size(size: Any) -> dict[str, int]:
         if not isinstance(size, dict) or set(size) != {"height", "width"}:
             raise ValueError(f"size must be a dict with keys 'height' and 'width', got {size!r}.")
+        if not all(_is_int(side) for side in size.values()):
+            raise ValueError(f"size must hold integer 'height' and 'width', got {size!r}.")
         size = {"height": int(size["height"]), "width": int(size["width"])}
         if min(size.values()) < 2:
             raise ValueError(f"size must be at least 2x2 pixels, got {size}.")
         return size
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "VitPoseImageProcessor":
+        """As `BaseImageProcessor.from_pretrained`; an invalid setting in the file is an error naming the file."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except (TypeError, ValueError) as error:
+            where = os.path.join(os.fspath(pretrained_model_name_or_path), "preprocessor_config.json")
+            raise ValueError(f"Invalid image processor config {where}: {error}") from error
 
     @classmethod
     def from_model_config(cls, config, **kwargs) -> "VitPoseImageProcessor":
@@ -259,6 +303,7 @@ class VitPoseImageProcessor(BaseImageProcessor):
         unknown = set(overrides) - set(names) - {"normalize_factor"}
         if unknown:
             raise TypeError(f"Unknown argument(s) for VitPoseImageProcessor.preprocess: {sorted(unknown)}.")
+        _check_settings(overrides)
         settings = {name: overrides.get(name, getattr(self, name)) for name in names}
         settings["size"] = self._check_size(settings["size"])
         return settings

@@ -32,7 +32,8 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
 
 
-def _rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An RGB PIL image; 16-bit, 32-bit integer and float modes scaled to 8 bits by `to_uint8`."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         image = Image.fromarray(to_uint8(np.asarray(image)))
     return image if image.mode == "RGB" else image.convert("RGB")
@@ -46,7 +47,7 @@ def open_image_file(path: str | os.PathLike, what: str) -> Image.Image:
     try:
         with Image.open(path) as opened:
             opened.load()
-            return _rgb(ImageOps.exif_transpose(opened))
+            return to_rgb(ImageOps.exif_transpose(opened))
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ValueError(f"{what}: cannot read {path!r} as an image ({error}).") from error
 
@@ -82,4 +83,4 @@ def load_image(image: Any, index: int = 0, timeout: float | None = None) -> Imag
         raise TypeError(f"{what}: expected a path, URL, PIL image or numpy array, got {type(image).__name__}.")
     if image.width == 0 or image.height == 0:
         raise ValueError(f"{what} is empty: size {image.width}x{image.height}.")
-    return _rgb(image)
+    return to_rgb(image)

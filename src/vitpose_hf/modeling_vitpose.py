@@ -325,12 +325,17 @@ class VitPoseEncoder(nn.Module):
         self, pixel_values: torch.Tensor, expert_groups: list[tuple[int, torch.Tensor | None]],
         output_hidden_states: bool = False, output_attentions: bool = False,
     ) -> VitPoseEncoderOutput:
+        if pixel_values.shape[0] == 0:
+            # No person in the batch: attention kernels reject empty batches, so one blank crop gives the shapes.
+            blank = self(pixel_values.new_zeros((1, *pixel_values.shape[1:])), expert_groups, output_hidden_states,
+                         output_attentions)
+            return VitPoseEncoderOutput(**{k: _no_rows(v) for k, v in blank.items()})
         hidden_states, grid = self.embeddings(pixel_values)
         hidden_states, all_hidden, all_attentions = self.encode_tokens(
             hidden_states, expert_groups, grid, output_hidden_states, output_attentions
         )
         hidden_states = hidden_states[:, : grid[0] * grid[1]]  # knowledge tokens stop here
-        feature_maps = hidden_states.transpose(1, 2).reshape(hidden_states.shape[0], -1, grid[0], grid[1])
+        feature_maps = hidden_states.transpose(1, 2).reshape(hidden_states.shape[0], hidden_states.shape[-1], *grid)
         return VitPoseEncoderOutput(feature_maps=feature_maps, hidden_states=all_hidden, attentions=all_attentions)
 
     def encode_tokens(
@@ -411,6 +416,28 @@ def checkpoint_model_type(path_or_id: str | os.PathLike, **kwargs: Any) -> str |
     return config_dict.get("model_type")
 
 
+def check_local_checkpoint(path_or_id: str | os.PathLike) -> None:
+    """Fail clearly before transformers does: a missing local folder is not a Hub repo id, and a truncated or corrupt
+    safetensors file is named (safetensors' own error names no file)."""
+    path = os.fspath(path_or_id)
+    looks_local = os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1 or path.endswith("/")
+    if not os.path.exists(path):
+        if looks_local:
+            raise FileNotFoundError(f"Model folder {path!r} does not exist.")
+        return
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"Model path {path!r} is a file; pass the folder holding config.json.")
+    from safetensors import SafetensorError, safe_open
+
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(os.path.join(path, name), framework="pt"):
+                    pass
+            except (SafetensorError, OSError) as error:
+                raise OSError(f"Weights file {os.path.join(path, name)!r} is truncated or corrupt ({error}).") from None
+
+
 class VitPosePreTrainedModel(PreTrainedModel):
     config_class = VitPoseConfig
     config: VitPoseConfig
@@ -457,8 +484,8 @@ class VitPosePreTrainedModel(PreTrainedModel):
     def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
         values = dataset_index.tolist()
-        if len(set(values)) == 1:
-            return [(values[0], None)]
+        if len(set(values)) <= 1:  # uniform, or an empty batch (no person found)
+            return [(values[0] if values else 0, None)]
         groups = []
         for value in sorted(set(values)):
             groups.append((value, (dataset_index == value).nonzero().flatten()))
@@ -475,7 +502,10 @@ class VitPosePreTrainedModel(PreTrainedModel):
             dataset_index = self.config.dataset_index(dataset_index)
         if isinstance(dataset_index, (list, tuple)):
             dataset_index = [self.config.dataset_index(d) if isinstance(d, str) else d for d in dataset_index]
-        dataset_index = torch.as_tensor(dataset_index, device=device).long().reshape(-1)
+        dataset_index = torch.as_tensor(dataset_index, device=device)
+        if dataset_index.is_floating_point() or dataset_index.dtype == torch.bool:
+            raise TypeError(f"dataset_index must hold integers or head names, got {dataset_index.dtype} values.")
+        dataset_index = dataset_index.long().reshape(-1)
         if dataset_index.numel() == 1 and batch_size != 1:
             dataset_index = dataset_index.expand(batch_size)
         if dataset_index.numel() != batch_size:
@@ -531,6 +561,7 @@ class VitPosePreTrainedModel(PreTrainedModel):
         `patch_stride` may differ from the checkpoint's, also through a `config` (as `AutoModel` passes overrides):
         the checkpoint loads at its own geometry, then `with_resolution` re-targets it.
         """
+        check_local_checkpoint(pretrained_model_name_or_path)
         geometry = {key: kwargs.pop(key) for key in ("image_size", "patch_stride") if key in kwargs}
         loader = cls.foreign_checkpoint_loaders.get(checkpoint_model_type(pretrained_model_name_or_path, **kwargs))
         if loader is not None:
@@ -577,6 +608,11 @@ class VitPosePreTrainedModel(PreTrainedModel):
         if self.vit.embeddings.knowledge_tokens is not None:
             ids["vit.embeddings.knowledge_tokens"] = top
         return ids
+
+
+def _no_rows(value: Any) -> Any:
+    """A tensor (or tuple of tensors) with its batch rows dropped: the empty-batch output of a blank forward."""
+    return tuple(v[:0] for v in value) if isinstance(value, tuple) else value[:0]
 
 
 class VitPoseModel(VitPosePreTrainedModel):
@@ -657,6 +693,8 @@ class VitPoseModel(VitPosePreTrainedModel):
             )
         if target_weight is not None:
             target_weight = target_weight.reshape(heatmaps.shape[:2])
+        if heatmaps.shape[0] == 0:
+            return heatmaps.sum()  # nobody to learn from: zero, not the NaN of an empty mean
         counts = self.num_keypoints_per_sample(dataset_index)
         uniform = bool((counts == heatmaps.shape[1]).all())
         return joints_mse_loss(heatmaps, labels, target_weight, None if uniform else counts)
@@ -695,7 +733,7 @@ class VitPoseBackbone(BackboneMixin, VitPosePreTrainedModel):
                 feature_maps.append(encoded.feature_maps)  # the last stage gets the final LayerNorm
             else:
                 tokens = hidden[:, : rows * cols]
-                feature_maps.append(tokens.transpose(1, 2).reshape(tokens.shape[0], -1, rows, cols))
+                feature_maps.append(tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[-1], rows, cols))
         output = BackboneOutput(
             feature_maps=tuple(feature_maps),
             hidden_states=encoded.hidden_states if output_hidden_states else None,

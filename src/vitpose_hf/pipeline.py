@@ -110,6 +110,9 @@ def resolve_detector(detector: Any, device: torch.device | None = None) -> Any:
     if isinstance(detector, Pipeline):
         detection = detector
     elif isinstance(detector, (str, os.PathLike)):
+        from .modeling_vitpose import check_local_checkpoint
+
+        check_local_checkpoint(detector)  # a missing folder named as such, not as a bad Hub repo id
         detection = pipeline("object-detection", model=os.fspath(detector), device=device)
     elif isinstance(detector, tuple) and len(detector) == 2:
         detection = pipeline("object-detection", model=detector[0], image_processor=detector[1], device=device)
@@ -137,19 +140,81 @@ def resolve_detector(detector: Any, device: torch.device | None = None) -> Any:
     return detection
 
 
-def detect_people(detector: Any, image: Image.Image, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def _checked_detection(detection: Any, what: str) -> tuple[str, float, list[float]]:
+    """(label, score, xyxy box) of one detector result, or a ValueError naming it: a custom detector may return
+    anything, and a KeyError deep in the pipeline would not say which detection was wrong."""
+    if not isinstance(detection, dict) or not {"label", "score", "box"} <= set(detection):
+        raise ValueError(f"{what} must be a dict with 'label', 'score' and 'box', got {detection!r}.")
+    box, score = detection["box"], detection["score"]
+    corners = ("xmin", "ymin", "xmax", "ymax")
+    if not isinstance(box, dict) or not set(corners) <= set(box):
+        raise ValueError(f"{what}: 'box' must be a dict with {', '.join(corners)}, got {box!r}.")
+    values = [box[key] for key in corners]
+    numbers_only = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in [score, *values])
+    if not numbers_only or not np.isfinite(np.asarray([score, *values], dtype=np.float64)).all():
+        raise ValueError(f"{what}: score and box must be finite numbers, got score {score!r}, box {box!r}.")
+    return str(detection["label"]), float(score), [float(v) for v in values]
+
+
+def detect_people(
+    detector: Any, image: Image.Image, threshold: float, index: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """xyxy boxes (N, 4) and scores (N,) of the detector's "person" detections scoring at least `threshold`."""
     detections = detector(image, threshold=threshold)
+    if not isinstance(detections, (list, tuple)):
+        raise ValueError(f"The detector returned {type(detections).__name__} for image {index}, not a list of detections.")
     boxes, scores = [], []
-    for detection in detections:
-        if str(detection["label"]).lower() != "person" or detection["score"] < threshold:
+    for j, detection in enumerate(detections):
+        label, score, box = _checked_detection(detection, f"Detection {j} of image {index}")
+        if label.lower() != "person" or score < threshold:
             continue
-        box = detection["box"]
-        if box["xmax"] <= box["xmin"] or box["ymax"] <= box["ymin"]:
+        if box[2] <= box[0] or box[3] <= box[1]:
             continue  # a degenerate detection has nothing to crop
-        boxes.append([box["xmin"], box["ymin"], box["xmax"], box["ymax"]])
-        scores.append(float(detection["score"]))
+        boxes.append(box)
+        scores.append(score)
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64)
+
+
+# Arguments --------------------------------------------------------------------------------------------------------
+def _flag(name: str, value: Any) -> bool:
+    """A True/False argument: `bool("False")` is True, so strings and numbers are refused by name."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def _number(name: str, value: Any, low: float | None = None, high: float | None = None) -> float:
+    """A finite number argument, within [low, high] where given; anything else is an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r} ({type(value).__name__}).")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be in [{low}, {high if high is not None else 'inf'}], got {value}.")
+    return float(value)
+
+
+def _as_vitpose_hf_model(model: Any) -> Any:
+    """Our model for transformers' built-in "vitpose" checkpoints, which `pipeline()` loads as the stock class (whose
+    config has no image_size); reloaded through `VitPoseModel.from_pretrained`, which converts them."""
+    from .modeling_vitpose import VitPoseModel, VitPosePreTrainedModel
+
+    if isinstance(model, VitPosePreTrainedModel) or getattr(getattr(model, "config", None), "model_type", None) != "vitpose":
+        return model  # ours (installed or remote-code copy), or a path for transformers to resolve
+    source = getattr(model, "name_or_path", "")
+    if "vitpose" not in VitPoseModel.foreign_checkpoint_loaders or not source:
+        raise TypeError(
+            f"{type(model).__name__} is transformers' built-in ViTPose: `import vitpose_hf` and pass its folder or "
+            "repo id (or vitpose_hf.VitPoseModel.from_pretrained(...)) so that it is converted."
+        )
+    return VitPoseModel.from_pretrained(source).to(device=model.device, dtype=model.dtype)
+
+
+def _processor_for(model: Any) -> VitPoseImageProcessor:
+    """The processor saved beside the model, loaded so that an invalid file is an error naming it and the key
+    (transformers' pipeline() would quietly drop it), else one matching the model config."""
+    folder = getattr(model, "name_or_path", "") or ""
+    if os.path.isfile(os.path.join(folder, "preprocessor_config.json")):
+        return VitPoseImageProcessor.from_pretrained(folder)
+    return VitPoseImageProcessor.from_model_config(model.config)
 
 
 # Pipeline ---------------------------------------------------------------------------------------------------------
@@ -183,9 +248,13 @@ class KeypointDetectionPipeline(ChunkPipeline):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("batch_size", DEFAULT_BATCH_SIZE)
         self._detectors: dict[Any, Any] = {}
+        if "model" in kwargs:
+            kwargs["model"] = _as_vitpose_hf_model(kwargs["model"])
+        elif args:
+            args = (_as_vitpose_hf_model(args[0]), *args[1:])
         super().__init__(*args, **kwargs)
         if self.image_processor is None:
-            self.image_processor = VitPoseImageProcessor.from_model_config(self.model.config)
+            self.image_processor = _processor_for(self.model)
         elif not isinstance(self.image_processor, VitPoseImageProcessor):
             # e.g. transformers' built-in ViTPose processor, picked by class name from a checkpoint's config.
             accepted = inspect.signature(VitPoseImageProcessor.__init__).parameters
@@ -205,20 +274,20 @@ class KeypointDetectionPipeline(ChunkPipeline):
         if detector is not None:
             preprocess["detector"] = self._detector(detector)
         if detector_threshold is not None:
-            preprocess["detector_threshold"] = float(detector_threshold)
+            preprocess["detector_threshold"] = _number("detector_threshold", detector_threshold, 0.0, 1.0)
         if timeout is not None:
-            preprocess["timeout"] = timeout
+            preprocess["timeout"] = _number("timeout", timeout, 0.0)
         if flip_test is not None:
-            forward["flip_test"] = bool(flip_test)
+            forward["flip_test"] = _flag("flip_test", flip_test)
         if dataset is not None:
             self.model.config.dataset_index(dataset)  # fail early on an unknown head
             preprocess["dataset"] = dataset
             forward["dataset"] = dataset
             postprocess["dataset"] = dataset
         if threshold is not None:
-            postprocess["threshold"] = threshold
+            postprocess["threshold"] = _number("threshold", threshold)
         if return_tensors is not None:
-            postprocess["return_tensors"] = bool(return_tensors)
+            postprocess["return_tensors"] = _flag("return_tensors", return_tensors)
         if boxes is not None:
             raise ValueError("boxes belong to one call, not to the pipeline: pass them with the images.")
         return preprocess, forward, postprocess
@@ -270,7 +339,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
             boxes = boxes_to_xyxy(given[:, :4], box_format)
             box_scores = given[:, 4] if given.shape[1] == 5 else np.ones(len(boxes))
         elif detector is not None:
-            boxes, box_scores = detect_people(detector, image, detector_threshold)
+            boxes, box_scores = detect_people(detector, image, detector_threshold, index)
         else:
             boxes = np.array([[0.0, 0.0, image.width, image.height]])
             box_scores = np.ones(1)

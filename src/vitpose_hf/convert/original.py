@@ -316,6 +316,14 @@ def _released_size(hidden: int, depth: int) -> str | None:
     return None
 
 
+def original_attention_heads(state_dict: dict[str, torch.Tensor]) -> int | None:
+    """Attention heads of a checkpoint of a released size (hidden size and depth imply them); None for other sizes,
+    whose shapes cannot tell."""
+    info = original_architecture(state_dict)
+    size = _released_size(info["hidden_size"], info["num_hidden_layers"])
+    return MODEL_SIZES[size][2] if size is not None else None
+
+
 def _variant_family(info: dict[str, Any], size: str) -> str:
     """The released variant with this structure (at `size`), or an error saying why there is none."""
     if info["num_experts"] > 1:

@@ -110,20 +110,38 @@ def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 @torch.no_grad()
 def check_against_original(
     model, original_state_dict: dict[str, torch.Tensor], batch_size: int = 2, seed: int = 0, atol: float = 1e-4,
+    num_attention_heads: int | None = None,
 ) -> dict[str, float]:
     """Max abs heatmap difference per head between `model` and `original_heatmaps` on random crops.
 
-    Every head is checked on a uniform batch; models with several heads also on a batch that mixes datasets (the
-    per-dataset routing of experts and heads). Raises `VerificationError` beyond `atol`.
+    The reference is built from the checkpoint's own architecture, not from the converted config: its heads and
+    keypoints come from the state dict's shapes and its attention heads from `num_attention_heads` (those of the
+    released size; the config's only when the shapes cannot tell). Every head is checked on a uniform batch; models
+    with several heads also on a batch that mixes datasets (the per-dataset routing of experts and heads). Raises
+    `VerificationError` beyond `atol` or when the model's heads differ from the checkpoint's.
     """
+    from .original import original_architecture
 
     config = model.config
+    architecture = original_architecture(original_state_dict)
+    ours = [layout.num_keypoints for layout in config.layouts]
+    if ours != architecture["num_keypoints"]:
+        raise VerificationError(
+            f"The converted model has {len(ours)} head(s) with {ours} keypoints; the checkpoint has "
+            f"{architecture['num_heads']} with {architecture['num_keypoints']}."
+        )
+    heads = num_attention_heads if num_attention_heads is not None else config.num_attention_heads
+    if heads != config.num_attention_heads:
+        raise VerificationError(
+            f"The converted config has num_attention_heads {config.num_attention_heads}, but a checkpoint of this "
+            f"size (hidden {architecture['hidden_size']}, {architecture['num_hidden_layers']} blocks) has {heads}."
+        )
     sd = {k: v.float() for k, v in original_state_dict.items()}
     generator = torch.Generator().manual_seed(seed)
     height, width = config.image_size
     pixel_values = torch.randn(batch_size, config.num_channels, height, width, generator=generator)
     model = model.float().eval()
-    kwargs = dict(num_attention_heads=config.num_attention_heads, patch_stride=config.patch_stride,
+    kwargs = dict(num_attention_heads=heads, patch_stride=config.patch_stride,
                   eps=config.layer_norm_eps)
     diffs: dict[str, float] = {}
     references = {}

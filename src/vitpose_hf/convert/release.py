@@ -5,6 +5,7 @@ The folder is staged beside the output and renamed into place only when complete
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from .original import (
     infer_variant,
     load_original_checkpoint,
     original_architecture,
+    original_attention_heads,
     original_config,
     split_dataset_expert,
     unwrap_original_state_dict,
@@ -253,7 +255,9 @@ def convert_original_checkpoint(
 
     verification: dict[str, Any] = {}
     if verify:
-        verification["original_reference"] = reference.check_against_original(model, state_dict)
+        verification["original_reference"] = reference.check_against_original(
+            model, state_dict, num_attention_heads=original_attention_heads(state_dict)
+        )
         log(f"Original-layout reference forward: max abs heatmap difference {verification['original_reference']}")
     if split_dataset is not None:
         dataset = config.head_names[config.dataset_index(split_dataset)]
@@ -276,7 +280,8 @@ def convert_original_checkpoint(
             log(f"Published reference values on {verify_image}: {verification['published']}")
 
     folder_name = output.name if output is not None else name
-    parent = output.parent if output is not None else Path(tempfile.gettempdir())
+    # A dry run stages in the temporary folder: it creates nothing beside output_dir.
+    parent = output.parent if output is not None and not dry_run else Path(tempfile.gettempdir())
     parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=parent, prefix=f".{folder_name}.tmp-"))
     try:
@@ -297,6 +302,12 @@ def convert_original_checkpoint(
             shutil.rmtree(staged, ignore_errors=True)
             return ConversionResult(name, model.config, report, verification, files, None, push_to_hub, None, model)
         _replace_folder(staged, output)
+    except OSError as error:
+        shutil.rmtree(staged, ignore_errors=True)
+        if error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"No space left on the disk of {parent} while writing the converted model "
+                                        f"({error.filename or folder_name}); the output folder is unchanged") from error
+        raise
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

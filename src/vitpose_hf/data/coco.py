@@ -11,7 +11,8 @@ Which annotations become samples follows the original (mmpose 0.x `TopDownCocoDa
 without keypoints (`num_keypoints == 0` or all zeros) and boxes that are empty once clipped to the image are
 skipped silently; those are the dataset's convention, not errors. Real problems (a missing image file, a keypoint
 list of the wrong length, a malformed file) raise an error naming the file and the annotation id, or, with
-`on_error="skip"`, are skipped, counted and reported.
+`on_error="skip"`, are skipped, counted and reported. So are duplicated image or annotation ids, annotations of
+images not listed, NaN or infinite boxes and keypoints, and file names leaving the image root (absolute or '..').
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import functools
 import io
 import json
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +107,12 @@ def _coco_index(data: Any, source: str) -> COCO:
     return coco
 
 
+def _escapes_root(file_name: Any) -> bool:
+    """True for a file name that would read outside the image root: absolute, or climbing with '..'."""
+    name = str(file_name)
+    return PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or ".." in PureWindowsPath(name).parts
+
+
 def _clean_bbox(bbox: Any, width: int, height: int) -> list[float] | None:
     """The original's box sanitising: clip to the image (when its size is known); None when nothing is left."""
     x, y, w, h = (float(v) for v in bbox)
@@ -154,15 +162,34 @@ def coco_to_samples(
         if len(report.errors) < 20:
             report.errors.append(message)
 
+    image_counts = Counter(image["id"] for image in coco.dataset.get("images", []))
+    for ann in coco.dataset.get("annotations", []):
+        if ann["image_id"] not in coco.imgs:
+            problem("unknown_image", f"Annotation id {ann['id']} in {source!r} refers to image id {ann['image_id']}, "
+                                     "which is not in 'images'.")
     samples: list[dict] = []
     image_exists: dict[int, bool] = {}
+    seen_annotations: set = set()
     for image_id in sorted(coco.imgs):
         info = coco.imgs[image_id]
         width, height = int(info.get("width") or 0), int(info.get("height") or 0)
         path = image_root / info["file_name"]
+        escapes = _escapes_root(info["file_name"])
         for ann in coco.imgToAnns.get(image_id, []):
             ann_id = ann["id"]
             where = f"annotation id {ann_id} (image id {image_id}, {str(path)!r}) in {source!r}"
+            if ann_id in seen_annotations:
+                problem("duplicate_annotation_id", f"Duplicated {where}: annotation ids must be unique.")
+                continue
+            seen_annotations.add(ann_id)
+            if image_counts[image_id] > 1:
+                problem("duplicate_image_id", f"Image id {image_id} of {where} is listed {image_counts[image_id]} "
+                                              "times in 'images': ids must be unique.")
+                continue
+            if escapes:
+                problem("unsafe_path", f"File name {info['file_name']!r} of {where} leaves the image root "
+                                       "(absolute, or with '..').")
+                continue
             if ann.get("iscrowd", 0):
                 report.skipped["crowd"] += 1
                 continue
@@ -178,6 +205,9 @@ def coco_to_samples(
             except (TypeError, ValueError):
                 problem("bad_keypoints", f"Keypoints of {where} are not a flat list of numbers.")
                 continue
+            if not all(math.isfinite(v) for v in values):
+                problem("nan_values", f"Keypoints of {where} hold NaN or infinite values.")
+                continue
             if len(values) != 3 * k:
                 problem("bad_keypoints", f"Keypoints of {where} have {len(values)} values; layout {layout.name!r} "
                                          f"needs {k} x 3 = {3 * k}.")
@@ -188,6 +218,9 @@ def coco_to_samples(
             bbox = ann.get("bbox")
             if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
                 problem("bad_bbox", f"Box of {where} must be [x, y, w, h], got {bbox!r}.")
+                continue
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox):
+                problem("nan_values", f"Box of {where} holds non-finite or non-numeric values: {bbox!r}.")
                 continue
             if ann.get("area", 1) <= 0:
                 report.skipped["empty_box"] += 1
