@@ -277,3 +277,11 @@ def test_hf_rows_errors_name_the_problem(tmp_path):
 
     with pytest.raises(ValueError, match=r"Row 0 of <rows> has no value in column\(s\) \['bbox'\]"):
         coco_from_rows([{"image": b"x", "image_id": 1, "id": 1, "keypoints": [0, 0, 2]}])
+
+
+def test_evaluate_names_a_missing_annotation_file(tmp_path, capsys):
+    missing = tmp_path / "missing.json"
+    assert main(["evaluate", "--annotations", str(missing), "--images", str(tmp_path), "--output",
+                 str(tmp_path / "results.json")]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists()
