@@ -3,6 +3,7 @@
     vitpose-hf predict street.jpg park.png --detector facebook/detr-resnet-50 --output-dir out/
     vitpose-hf predict val/*.jpg --boxes person_detections.json --coco-results
     vitpose-hf demo                     # the bundled picture, the embedded model, no network
+    vitpose-hf evaluate --annotations val.json --images val/ --output results.json
 
 `predict` writes, per image, `<name>.png` (skeletons drawn) and `<name>.json` (the pipeline's people); with
 `--coco-results` also `coco_results.json` in the COCO keypoint results format. `demo` does the same for the bundled
@@ -155,20 +156,39 @@ def predict(
     images: Sequence[str], output_dir: str | Path, model: str | None = None, boxes: list | None = None,
     box_format: str = "xywh", detector: str | None = None, detector_threshold: float = 0.5, flip_test: bool = True,
     dataset: str | None = None, draw_threshold: float = 0.3, write_coco_results: bool = False,
-    device: str | None = None, batch_size: int = 8, pose: Any = None,
+    device: str | None = None, batch_size: int = 8, pose: Any = None, resume: bool = False,
 ) -> list[dict]:
-    """Run the pipeline on `images` and write an annotated PNG and a JSON per image; returns what it wrote."""
+    """Run the pipeline on `images` and write an annotated PNG and a JSON per image; returns what it wrote.
+
+    Under `accelerate launch` the images are split between the processes (see `vitpose_hf.inference.sharded`);
+    the main process returns everything, the others nothing. `resume` keeps images whose outputs are complete.
+    """
     from .images import load_image
+    from .inference.sharded import launched_process_state, process_device, run_sharded
     from .visualization import draw_pose
 
-    pose = pose if pose is not None else build_pipeline(model, device, batch_size)
+    state = launched_process_state()
+    pose = pose if pose is not None else build_pipeline(model, device or process_device(state), batch_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if boxes is not None and len(boxes) != len(images):
         raise ValueError(f"Got {len(boxes)} box lists for {len(images)} images.")
-    written, all_results = [], []
     stems = _output_stems(images, reserved=["coco_results"] if write_coco_results else [])
-    for index, (image_path, stem) in enumerate(zip(images, stems)):
+
+    def outputs(index: int) -> tuple[Path, Path]:
+        return output_dir / f"{stems[index]}.png", output_dir / f"{stems[index]}.json"
+
+    def entry(index: int, people: list[dict]) -> tuple[dict, list[dict]]:
+        png, record = outputs(index)
+        return ({"image": str(images[index]), "png": str(png), "json": str(record), "people": len(people),
+                 "model": pose.model.name_or_path},
+                coco_results(people, coco_image_id(str(images[index]), index)) if write_coco_results else [])
+
+    def reuse(index: int) -> tuple[dict, list[dict]]:  # --resume: a finished image's people, from its JSON
+        return entry(index, json.loads(outputs(index)[1].read_text())["people"])
+
+    def run(index: int) -> tuple[dict, list[dict]]:
+        image_path = images[index]
         image = load_image(image_path, index)
         people = pose(
             image, boxes=None if boxes is None else boxes[index], box_format=box_format,
@@ -176,14 +196,17 @@ def predict(
             flip_test=flip_test, dataset=dataset,
         )
         drawn = draw_pose(image, people, pose.model.config, threshold=draw_threshold, dataset=dataset)
-        png, record = output_dir / f"{stem}.png", output_dir / f"{stem}.json"
+        png, record = outputs(index)
         _write_into_place(png, lambda path: drawn.save(path, format="PNG"))
         text = results_json(str(image_path), image.width, image.height, people)
         _write_into_place(record, lambda path: path.write_text(text))
-        written.append({"image": str(image_path), "png": str(png), "json": str(record), "people": len(people),
-                        "model": pose.model.name_or_path})
-        if write_coco_results:
-            all_results.extend(coco_results(people, coco_image_id(str(image_path), index)))
+        return entry(index, people)
+
+    done = run_sharded(len(images), run, outputs, reuse if resume else None, state)
+    if done is None:  # not the main process: the main one reports and writes the merged results
+        return []
+    written = [record for record, _ in done]
+    all_results = [result for _, results in done for result in results]
     if write_coco_results:
         coco_file = output_dir / "coco_results.json"
         _write_into_place(coco_file, lambda path: path.write_text(json.dumps(all_results)))
@@ -219,6 +242,22 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--draw-threshold", type=float, default=0.3, help="joints scoring less are not drawn")
     run.add_argument("--batch-size", type=int, default=8, help="crops per forward")
     run.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the first accelerator, else cpu)")
+    run.add_argument("--resume", action="store_true", help="skip images whose PNG and JSON are already complete")
+
+    score = commands.add_parser("evaluate", help="COCO AP / PCKh of a model on an annotated dataset (flip test)")
+    score.add_argument("--model", default=None, help="model id or folder (default: the model embedded in the package)")
+    score.add_argument("--annotations", required=True, help="annotation file (COCO keypoints, or see --format)")
+    score.add_argument("--images", required=True, help="folder the annotation file's image names are relative to")
+    score.add_argument("--detections", default=None, help="COCO detection results: predict in detector boxes, "
+                       "rescored, with OKS-NMS (default: the annotated boxes)")
+    score.add_argument("--format", default="coco", choices=["coco", "mpii", "aic"])
+    score.add_argument("--metric", default="coco", choices=["coco", "pckh"])
+    score.add_argument("--head-boxes", default=None, help="MPII head boxes for --metric pckh")
+    score.add_argument("--dataset", default=None, help="keypoint head of a multi-dataset model (default: the first)")
+    score.add_argument("--no-flip", action="store_true", help="skip the flip test")
+    score.add_argument("--batch-size", type=int, default=32, help="crops per forward")
+    score.add_argument("--device", default=None, help="default: this process's accelerator, else cpu")
+    score.add_argument("--output", required=True, help="where the metrics go (JSON)")
 
     show = commands.add_parser("demo", help="the bundled picture with the embedded model, offline")
     show.add_argument("--output-dir", default="demo_output")
@@ -270,7 +309,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> list[dict]:
+    from .inference.evaluate import evaluate_model
+
+    report = evaluate_model(
+        args.annotations, args.images, args.output, model=args.model, detections=args.detections, format=args.format,
+        metric=args.metric, head_boxes=args.head_boxes, flip_test=not args.no_flip, batch_size=args.batch_size,
+        dataset=args.dataset, device=args.device,
+    )
+    if report["main_process"]:
+        print(f"model: {report['model']} ({report['num_processes']} process(es))")
+        print(" ".join(f"{name} {value:.4f}" for name, value in report["metrics"].items()))
+        print(f"-> {report['output']}")
+    return []
+
+
 def _run(args: argparse.Namespace) -> list[dict]:
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "demo":
         return demo(args.output_dir, model=args.model, device=args.device)
     boxes = load_boxes_file(args.boxes, args.images) if args.boxes else None
@@ -278,7 +334,7 @@ def _run(args: argparse.Namespace) -> list[dict]:
         args.images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
         detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
         dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,
-        device=args.device, batch_size=args.batch_size,
+        device=args.device, batch_size=args.batch_size, resume=args.resume,
     )
 
 

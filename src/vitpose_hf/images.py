@@ -6,6 +6,7 @@ Files are read with their EXIF orientation applied (as a photo viewer, and OpenC
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -39,21 +40,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _decode(source: str | io.BytesIO, what: str, name: str) -> Image.Image:
+    try:
+        with Image.open(source) as opened:
+            opened.load()
+            return to_rgb(ImageOps.exif_transpose(opened))
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise ValueError(f"{what}: cannot read {name} as an image ({error}).") from error
+
+
 def open_image_file(path: str | os.PathLike, what: str) -> Image.Image:
     """An image file as an RGB PIL image, EXIF orientation applied; `what` names it in errors ("Image 3")."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what}: no such file {path!r}.")
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            return to_rgb(ImageOps.exif_transpose(opened))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise ValueError(f"{what}: cannot read {path!r} as an image ({error}).") from error
+    return _decode(path, what, repr(path))
+
+
+def decode_image_bytes(data: bytes | bytearray | memoryview, what: str) -> Image.Image:
+    """Encoded image bytes (a `datasets` image column, an upload) as an RGB PIL image, EXIF orientation applied."""
+    return _decode(io.BytesIO(bytes(data)), what, "its bytes")
 
 
 def load_image(image: Any, index: int = 0, timeout: float | None = None) -> Image.Image:
-    """An RGB PIL image from a path, URL, PIL image, (H, W[, C]) array or (C, H, W) tensor; errors name the index."""
+    """An RGB PIL image from a path, URL, encoded bytes, PIL image, (H, W[, C]) array or (C, H, W) tensor; errors
+    name the index."""
     what = f"Image {index}"
     if isinstance(image, os.PathLike):
         image = os.fspath(image)
@@ -67,6 +78,8 @@ def load_image(image: Any, index: int = 0, timeout: float | None = None) -> Imag
                 raise ValueError(f"{what}: cannot fetch {image!r} ({type(error).__name__}: {error}).") from error
         else:
             return open_image_file(image, what)
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        return decode_image_bytes(image, what)
     elif isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
     if isinstance(image, np.ndarray):

@@ -21,18 +21,18 @@ whatever the number of DataLoader workers or processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..codec import HeadCodec, build_codec
 from ..geometry import box_to_center_scale, get_crop_matrix, warp_affine
-from ..images import open_image_file
+from ..images import decode_image_bytes, open_image_file
+from ..images import load_image as load_image_value
 from ..keypoints import KeypointLayout, get_layout
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -64,6 +64,27 @@ def load_image(path: str | Path, annotation_id: Any = None) -> np.ndarray:
         return np.asarray(open_image_file(path, "Image"))
     except (OSError, ValueError) as error:
         raise OSError(f"{error} (annotation id {annotation_id})") from error
+
+
+def sample_image(sample: Mapping[str, Any]) -> np.ndarray:
+    """A sample's picture as RGB uint8 (H, W, 3): its in-row `image` when it has one, else the file `image_path`.
+
+    Rows from `datasets` (`vitpose_hf.data.hf_datasets`) carry the picture itself: a PIL image (a decoded
+    `datasets.Image` column), `{"bytes": ..., "path": ...}` (an undecoded one) or raw encoded bytes.
+    """
+    image = sample.get("image")
+    if image is None:
+        return load_image(sample["image_path"], sample.get("annotation_id"))
+    what = f"Image of annotation id {sample.get('annotation_id')} (image id {sample.get('image_id')})"
+    if isinstance(image, Mapping):
+        if image.get("bytes") is None:
+            if not image.get("path"):
+                raise ValueError(f"{what}: the image value holds neither bytes nor a path.")
+            return np.asarray(open_image_file(image["path"], what))
+        image = image["bytes"]
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return np.asarray(decode_image_bytes(image, what))
+    return np.asarray(load_image_value(image, 0))
 
 
 @dataclass
@@ -247,7 +268,7 @@ class TopDownAugmentation:
         """One sample -> `pixel_values` (3, H, W), `labels` (K, h, w), `target_weight` (K,) and metadata.
 
         `rng` defaults to the sample's own generator (`rng_for(dataset_index, sample_index)`); `image` (RGB uint8
-        H x W x 3) skips reading `image_path`.
+        H x W x 3) skips reading the picture (see `sample_image`: the row's `image`, else `image_path`).
         """
         keypoints = np.asarray(sample["keypoints"], dtype=np.float64).reshape(-1, 3)
         annotation_id = sample.get("annotation_id")
@@ -257,7 +278,7 @@ class TopDownAugmentation:
                 f"{self.layout.name!r} has {self.layout.num_keypoints}."
             )
         if image is None:
-            image = load_image(sample["image_path"], annotation_id)
+            image = sample_image(sample)
         height, width = image.shape[:2]
         dataset_index = int(sample.get("dataset_index", 0))
         if rng is None and self.train:

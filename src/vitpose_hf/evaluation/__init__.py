@@ -33,6 +33,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "coco_metric": ("COCO_METRIC_NAMES", "coco_keypoint_eval"),
     "dataset": ("evaluate_keypoint_dataset",),
     "detections": ("load_detection_boxes",),
+    "distributed": ("gather_in_order", "process_share"),
     "pckh_metric": ("load_head_boxes", "mpii_head_sizes", "pckh"),
     "nms": ("oks_nms", "rescore"),
     "prediction": ("predict_keypoints",),

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.transforms import load_image
+from ..data.transforms import sample_image
 from ..boxes import box_array
 from ..image_processing_vitpose import VitPoseImageProcessor
+from .distributed import gather_in_order, is_main_process, process_share
 from .results import coco_keypoint_results
 
 
@@ -31,15 +32,17 @@ def _sample_boxes(samples: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.
     return boxes, scores
 
 
-def _image_groups(per_image: dict[str, list[int]], batch_size: int) -> Iterator[list[tuple[str, list[int]]]]:
+def _image_groups(
+    per_image: Sequence[tuple[Any, list[int]]], batch_size: int
+) -> Iterator[list[tuple[Any, list[int]]]]:
     """Consecutive images whose boxes fill at most `batch_size` crops (an image with more boxes is alone)."""
-    group: list[tuple[str, list[int]]] = []
+    group: list[tuple[Any, list[int]]] = []
     count = 0
-    for path, indices in per_image.items():
+    for image, indices in per_image:
         if group and count + len(indices) > batch_size:
             yield group
             group, count = [], 0
-        group.append((path, indices))
+        group.append((image, indices))
         count += len(indices)
     if group:
         yield group
@@ -72,6 +75,7 @@ def predict_keypoints(
     flip_test: bool = True,
     device: str | torch.device | None = None,
     show_progress: bool = False,
+    process_state: Any = None,
 ) -> list[dict]:
     """Top-down keypoints for every sample (image + person box), as COCO keypoint results.
 
@@ -79,11 +83,15 @@ def predict_keypoints(
         model: a `VitPoseModel` (unwrapped from DDP/accelerate); put in eval mode for the call, its mode restored.
         processor: the `VitPoseImageProcessor` that crops the boxes and decodes the heatmaps.
         samples: dicts with `image_path`, `image_id`, `bbox` (x, y, w, h) and optionally `score` (detector boxes; 1.0
-            otherwise), e.g. from `vitpose_hf.data.load_keypoint_samples` or `load_detection_boxes`.
+            otherwise), e.g. from `vitpose_hf.data.load_keypoint_samples` or `load_detection_boxes`; a sample with
+            an `image` (rows of `vitpose_hf.data.load_keypoint_hf_dataset`) is read from it instead of the file.
         dataset_index: the head (and keypoint layout) to use, by index or name.
         batch_size: crops per forward pass (twice that with the flip test, as the pipeline does).
         flip_test: average the heatmaps with those of the mirrored crops (the paper's setting).
         device: where crops and the model run; the model's device by default.
+        process_state: an `accelerate.PartialState` or `Accelerator` to split the images between the processes
+            (each predicts a contiguous share of the images on its own device) and gather every result on every
+            process, in sample order; call it on all processes with the same samples. None: this process does all.
 
     Returns:
         One result per sample, in the order of `samples`: `{"image_id", "category_id": 1, "keypoints": [x, y, s] * K,
@@ -98,20 +106,23 @@ def predict_keypoints(
     layout = model.config.layout(dataset_index)
     codec = model.config.head_codec(dataset_index).to_dict()
     k = layout.num_keypoints
-    per_image: dict[str, list[int]] = {}
+    per_image: dict[tuple[str, int], list[int]] = {}
     for i, sample in enumerate(samples):
-        per_image.setdefault(str(sample["image_path"]), []).append(i)
+        per_image.setdefault((str(sample["image_path"]), int(sample["image_id"])), []).append(i)
+    images_here = list(per_image.items())
+    images_here = [images_here[i] for i in process_share(len(images_here), process_state)]
     device = torch.device(device) if device is not None else next(model.parameters()).device
 
     keypoints = np.zeros((len(samples), k, 2), dtype=np.float64)
     scores = np.zeros((len(samples), k), dtype=np.float64)
     was_training = model.training
     model.eval()
-    progress = tqdm(total=len(per_image), desc="Evaluating", unit="img", disable=not show_progress)
+    progress = tqdm(total=len(images_here), desc="Evaluating", unit="img",
+                    disable=not (show_progress and is_main_process(process_state)))
     try:
         with torch.inference_mode():
-            for group in _image_groups(per_image, batch_size):
-                images = [load_image(path, samples[indices[0]].get("annotation_id")) for path, indices in group]
+            for group in _image_groups(images_here, batch_size):
+                images = [sample_image(samples[indices[0]]) for _, indices in group]
                 group_boxes = [boxes[indices] for _, indices in group]
                 inputs = processor(images, boxes=group_boxes, box_format="xywh", device=device, codec=codec)
                 heatmaps, flipped = _heatmaps(model, processor, inputs["pixel_values"], dataset_index, k, batch_size,
@@ -128,6 +139,9 @@ def predict_keypoints(
         progress.close()
         model.train(was_training)
 
-    image_ids = [int(sample["image_id"]) for sample in samples]
-    return coco_keypoint_results(image_ids, keypoints, scores, box_scores, boxes)
+    here = [i for _, indices in images_here for i in indices]
+    image_ids = [int(samples[i]["image_id"]) for i in here]
+    results = coco_keypoint_results(image_ids, keypoints[here], scores[here], box_scores[here], boxes[here]) \
+        if here else []
+    return gather_in_order(here, results, len(samples), process_state)
 
