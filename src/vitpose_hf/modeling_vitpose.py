@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.backbone_utils import BackboneMixin
+from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BackboneOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -398,6 +401,11 @@ class VitPoseSimpleHead(nn.Module):
         return self.final_layer(features)
 
 
+# What a saved folder needs to load where this package is not installed (`trust_remote_code=True`).
+PIPELINE_TASK = "keypoint-detection"
+PIPELINE_CLASS = "pipeline.KeypointDetectionPipeline"
+IMAGE_PROCESSOR_CLASS = "image_processing_vitpose.VitPoseImageProcessor"
+
 HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
 
 
@@ -409,6 +417,11 @@ def checkpoint_model_type(path_or_id: str | os.PathLike, **kwargs: Any) -> str |
     except (OSError, ValueError):
         return None
     return config_dict.get("model_type")
+
+
+def _head_key(key: str | tuple) -> bool:
+    """Whether a loading-report entry (a name, or a (name, shapes...) tuple for mismatches) is a head weight."""
+    return (key[0] if isinstance(key, tuple) else key).startswith("heads.")
 
 
 class VitPosePreTrainedModel(PreTrainedModel):
@@ -426,6 +439,48 @@ class VitPosePreTrainedModel(PreTrainedModel):
     # fn(cls, path_or_id, strict=..., **kwargs) -> model. `import vitpose_hf` installs them, so that this file, which
     # `save_pretrained` copies as remote code, imports nothing outside the model bundle.
     foreign_checkpoint_loaders: dict[str, Callable[..., PreTrainedModel]] = {}
+    # The Auto classes a saved folder maps to our model classes (`auto_map`), and whether it serves the pipeline.
+    auto_classes: dict[str, str] = {}
+    serves_pipeline: bool = False
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus what makes the folder load anywhere: `auto_map` for every Auto
+        class that applies, `custom_pipelines` for the pipeline, and the code of all of them (the model bundle's
+        files, which import nothing beyond torch, transformers, numpy and pillow). Every writer of the project
+        (conversion, training, MAE, plain `save_pretrained`) goes through here."""
+        if not kwargs.get("is_main_process", True):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        os.makedirs(save_directory, exist_ok=True)
+        code_dir = Path(__file__).parent  # the installed package, or the remote-code copy this was loaded from
+        pipeline_module, processor_module = PIPELINE_CLASS.split(".")[0], IMAGE_PROCESSOR_CLASS.split(".")[0]
+        serves_pipeline = self.serves_pipeline and (code_dir / f"{pipeline_module}.py").is_file()
+        for name in ("modeling_vitpose", processor_module) + ((pipeline_module,) if serves_pipeline else ()):
+            path = code_dir / f"{name}.py"
+            if path.is_file():  # a copy loaded as remote code may lack the processor file
+                for needed in [str(path), *get_relative_import_files(str(path))]:
+                    shutil.copyfile(needed, Path(save_directory) / Path(needed).name)
+        auto_map = {"AutoConfig": f"configuration_vitpose.{type(self.config).__name__}"}
+        auto_map.update({auto: f"modeling_vitpose.{name}" for auto, name in self.auto_classes.items()})
+        if (code_dir / f"{processor_module}.py").is_file():
+            auto_map["AutoImageProcessor"] = IMAGE_PROCESSOR_CLASS
+        shared = {"auto_map": auto_map}
+        if serves_pipeline:
+            shared["custom_pipelines"] = {
+                PIPELINE_TASK: {"impl": PIPELINE_CLASS, "pt": ["AutoModel"], "type": "image"}
+            }
+        # Written for this save only: an in-memory `custom_pipelines` would make `pipeline(task, model=self)` ask for
+        # trust_remote_code where the package is installed.
+        previous = {key: self.config.__dict__.get(key) for key in shared}
+        try:
+            for key, value in shared.items():
+                setattr(self.config, key, value)
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    self.config.__dict__.pop(key, None)
+                else:
+                    setattr(self.config, key, value)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -551,6 +606,10 @@ class VitPosePreTrainedModel(PreTrainedModel):
             pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
         )
         problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        if kwargs.get("ignore_mismatched_sizes"):
+            # The transformers idiom for another keypoint set (`keypoint_heads=[...]`): the heads may start fresh,
+            # every other weight must still come from the checkpoint.
+            problems = {k: kept for k, v in problems.items() if (kept := [key for key in v if not _head_key(key)])}
         if strict and problems:
             raise ValueError(f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__}: {problems}")
         if geometry:
@@ -560,6 +619,12 @@ class VitPosePreTrainedModel(PreTrainedModel):
 
 class VitPoseModel(VitPosePreTrainedModel):
     """The whole pose estimator: `VitPoseEncoder` and one heatmap head per keypoint dataset."""
+
+    auto_classes = {
+        "AutoModel": "VitPoseModel", "AutoModelForKeypointDetection": "VitPoseModel",
+        "AutoModelForPoseEstimation": "VitPoseModel", "AutoBackbone": "VitPoseBackbone",
+    }
+    serves_pipeline = True
 
     def __init__(self, config: VitPoseConfig):
         super().__init__(config)
@@ -645,6 +710,8 @@ class VitPoseBackbone(BackboneMixin, VitPosePreTrainedModel):
     """The bare ViTPose encoder as a transformers backbone: spatial feature maps of the chosen blocks."""
 
     _keys_to_ignore_on_load_unexpected = [r"^heads\."]  # a whole estimator's checkpoint loads as a backbone
+    # AutoModel stays the estimator's: transformers maps one config class to one model class per Auto class.
+    auto_classes = {"AutoBackbone": "VitPoseBackbone"}
 
     def __init__(self, config: VitPoseConfig):
         super().__init__(config)

@@ -179,6 +179,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
     _load_image_processor = None  # loaded with the model when available, else built from the model config
     _load_feature_extractor = False
     _load_tokenizer = False
+    _load_video_processor = False  # else transformers derives a remote "VideoProcessor" from auto_map and prompts
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("batch_size", DEFAULT_BATCH_SIZE)
