@@ -115,3 +115,39 @@ def test_auto_image_processor_gives_ours(tmp_path):
     VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
     VitPoseImageProcessor().save_pretrained(tmp_path)
     assert type(AutoImageProcessor.from_pretrained(tmp_path)) is VitPoseImageProcessor
+
+
+def _tamper_weights(folder, drop=(), extra=()):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    for key in drop:
+        del state[key]
+    for key in extra:
+        state[key] = torch.zeros(3)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("drop,extra,named", [
+    (["backbone.encoder.layer.1.mlp.fc1.bias"], [], "backbone.encoder.layer.1.mlp.fc1.bias"),
+    ([], ["backbone.stray.weight"], "backbone.stray.weight"),
+])
+def test_builtin_checkpoint_with_a_missing_or_extra_weight_is_an_error_naming_it(tmp_path, drop, extra, named):
+    from vitpose_hf.training.initialization import initialize_model
+
+    builtin_model(simple=True).save_pretrained(tmp_path)
+    _tamper_weights(tmp_path, drop, extra)
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        VitPoseModel.from_pretrained(tmp_path)
+    config = VitPoseConfig(**tiny_config_kwargs(decoder="simple"))
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):  # the --init-from path of training
+        initialize_model(config, tmp_path)
+
+
+def test_folder_whose_model_type_does_not_match_its_weights_is_an_error(tmp_path):
+    VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model_type"] = "vitpose"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_type 'vitpose'.*does not match its weights"):
+        VitPoseModel.from_pretrained(tmp_path)

@@ -364,6 +364,7 @@ class VitPoseDeconvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.deconv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False)
+        self.deconv._is_head_layer = True
         self.batchnorm = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -379,6 +380,7 @@ class VitPoseClassicHead(nn.Module):
         channels = [config.hidden_size] + [config.decoder_channels] * num_blocks
         self.deconv_layers = nn.ModuleList(VitPoseDeconvBlock(channels[i], channels[i + 1]) for i in range(num_blocks))
         self.final_layer = nn.Conv2d(channels[-1], num_keypoints, kernel_size=1)
+        self.final_layer._is_head_layer = True
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         for block in self.deconv_layers:
@@ -393,6 +395,7 @@ class VitPoseSimpleHead(nn.Module):
         super().__init__()
         self.scale_factor = config.feature_stride // 4
         self.final_layer = nn.Conv2d(config.hidden_size, num_keypoints, kernel_size=3, padding=1)
+        self.final_layer._is_head_layer = True
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         features = F.relu(features)
@@ -485,7 +488,13 @@ class VitPosePreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Conv2d)) and not getattr(module, "_is_head_layer", False):
+        if getattr(module, "_is_head_layer", False) and isinstance(module, (nn.ConvTranspose2d, nn.Conv2d)):
+            # The original head init: deconvolutions and the final conv drawn with std 0.001, bias 0. Marked at
+            # construction, so a head layer re-initialised alone (another keypoint set) gets it too.
+            nn.init.normal_(module.weight, std=0.001)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -500,14 +509,6 @@ class VitPosePreTrainedModel(PreTrainedModel):
             nn.init.trunc_normal_(module.position_embeddings, std=std)
             if module.knowledge_tokens is not None:
                 nn.init.trunc_normal_(module.knowledge_tokens, std=std)
-        elif isinstance(module, (VitPoseClassicHead, VitPoseSimpleHead)):
-            # The original head init: deconvolutions and the final conv drawn with std 0.001, bias 0.
-            for layer in module.modules():
-                if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):
-                    layer._is_head_layer = True
-                    nn.init.normal_(layer.weight, std=0.001)
-                    if layer.bias is not None:
-                        nn.init.zeros_(layer.bias)
 
     def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
