@@ -404,6 +404,44 @@ class VitPoseSimpleHead(nn.Module):
         return self.final_layer(features)
 
 
+class VitPoseHeads(nn.Module):
+    """The heatmap heads, one per keypoint dataset, under the names "0", "1", ... (weights `heads.0.*` as a ModuleList
+    would have them), as one module with a forward: tools that wrap whole modules, such as PEFT's
+    `modules_to_save=["heads"]`, can take it, which they refuse for a ModuleList."""
+
+    def __init__(self, heads: list[nn.Module]):
+        super().__init__()
+        for index, head in enumerate(heads):
+            self.add_module(str(index), head)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index: int) -> nn.Module:
+        position = int(index) + (len(self) if int(index) < 0 else 0)
+        if not 0 <= position < len(self):
+            raise IndexError(f"head index {index} is out of range for {len(self)} heads.")
+        return self._modules[str(position)]
+
+    def forward(self, features: torch.Tensor, groups: list[tuple[int, torch.Tensor | None]]) -> torch.Tensor:
+        """Each group of rows through its dataset's head; heatmaps zero-padded to the largest K of the batch."""
+        if len(self) == 1:
+            return self[0](features)
+        if len(groups) == 1:
+            return self[groups[0][0]](features)
+        max_k = max(self[head].final_layer.out_channels for head, _ in groups)
+        out = None
+        for head, rows in groups:
+            maps = self[head](features.index_select(0, rows))
+            if out is None:
+                out = maps.new_zeros((features.shape[0], max_k) + maps.shape[2:])
+            out = out.index_copy(0, rows, F.pad(maps, (0, 0, 0, 0, 0, max_k - maps.shape[1])))
+        return out
+
+
 # What a saved folder needs to load where this package is not installed (`trust_remote_code=True`).
 PIPELINE_TASK = "keypoint-detection"
 PIPELINE_CLASS = "pipeline.KeypointDetectionPipeline"
@@ -631,7 +669,7 @@ class VitPoseModel(VitPosePreTrainedModel):
         super().__init__(config)
         self.vit = VitPoseEncoder(config)
         head_class = VitPoseClassicHead if config.decoder == "classic" else VitPoseSimpleHead
-        self.heads = nn.ModuleList(head_class(config, layout.num_keypoints) for layout in config.layouts)
+        self.heads = VitPoseHeads([head_class(config, layout.num_keypoints) for layout in config.layouts])
         self.post_init()
 
     def forward(
@@ -670,22 +708,11 @@ class VitPoseModel(VitPosePreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     def decode_heads(self, features: torch.Tensor, groups: list[tuple[int, torch.Tensor | None]]) -> torch.Tensor:
-        if len(self.heads) == 1:
-            return self.heads[0](features)
-        if len(groups) == 1:
-            return self.heads[groups[0][0]](features)
-        max_k = max(self.heads[head].final_layer.out_channels for head, _ in groups)
-        out = None
-        for head, rows in groups:
-            maps = self.heads[head](features.index_select(0, rows))
-            if out is None:
-                out = maps.new_zeros((features.shape[0], max_k) + maps.shape[2:])
-            out = out.index_copy(0, rows, F.pad(maps, (0, 0, 0, 0, 0, max_k - maps.shape[1])))
-        return out
+        return self.heads(features, groups)
 
     def num_keypoints_per_sample(self, dataset_index: torch.Tensor) -> torch.Tensor:
-        counts = torch.tensor([head.final_layer.out_channels for head in self.heads], device=dataset_index.device)
-        return counts[dataset_index] if len(self.heads) > 1 else counts.expand(dataset_index.shape[0])
+        counts = torch.tensor([layout.num_keypoints for layout in self.config.layouts], device=dataset_index.device)
+        return counts[dataset_index] if len(counts) > 1 else counts.expand(dataset_index.shape[0])
 
     def compute_loss(
         self, heatmaps: torch.Tensor, labels: torch.Tensor, target_weight: torch.Tensor | None,
