@@ -364,7 +364,6 @@ class VitPoseDeconvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.deconv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False)
-        self.deconv._is_head_layer = True
         self.batchnorm = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -380,7 +379,6 @@ class VitPoseClassicHead(nn.Module):
         channels = [config.hidden_size] + [config.decoder_channels] * num_blocks
         self.deconv_layers = nn.ModuleList(VitPoseDeconvBlock(channels[i], channels[i + 1]) for i in range(num_blocks))
         self.final_layer = nn.Conv2d(channels[-1], num_keypoints, kernel_size=1)
-        self.final_layer._is_head_layer = True
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         for block in self.deconv_layers:
@@ -395,7 +393,6 @@ class VitPoseSimpleHead(nn.Module):
         super().__init__()
         self.scale_factor = config.feature_stride // 4
         self.final_layer = nn.Conv2d(config.hidden_size, num_keypoints, kernel_size=3, padding=1)
-        self.final_layer._is_head_layer = True
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         features = F.relu(features)
@@ -458,6 +455,15 @@ def checkpoint_model_type(path_or_id: str | os.PathLike, **kwargs: Any) -> str |
     except (OSError, ValueError):
         return None
     return config_dict.get("model_type")
+
+
+@torch.no_grad()
+def init_head_layer(layer: nn.Module) -> None:
+    """The original head init: deconvolutions and the final conv drawn with std 0.001, bias 0."""
+    layer._is_head_layer = True
+    nn.init.normal_(layer.weight, std=0.001)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 def _head_key(key: str | tuple) -> bool:
@@ -526,13 +532,7 @@ class VitPosePreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
-        if getattr(module, "_is_head_layer", False) and isinstance(module, (nn.ConvTranspose2d, nn.Conv2d)):
-            # The original head init: deconvolutions and the final conv drawn with std 0.001, bias 0. Marked at
-            # construction, so a head layer re-initialised alone (another keypoint set) gets it too.
-            nn.init.normal_(module.weight, std=0.001)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and not getattr(module, "_is_head_layer", False):
             nn.init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -547,6 +547,10 @@ class VitPosePreTrainedModel(PreTrainedModel):
             nn.init.trunc_normal_(module.position_embeddings, std=std)
             if module.knowledge_tokens is not None:
                 nn.init.trunc_normal_(module.knowledge_tokens, std=std)
+        elif isinstance(module, (VitPoseClassicHead, VitPoseSimpleHead)):
+            for layer in module.modules():
+                if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):
+                    init_head_layer(layer)
 
     def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
@@ -648,7 +652,13 @@ class VitPosePreTrainedModel(PreTrainedModel):
         if kwargs.get("ignore_mismatched_sizes"):
             # The transformers idiom for another keypoint set (`keypoint_heads=[...]`): the heads may start fresh,
             # every other weight must still come from the checkpoint.
+            restarted = {key[0] if isinstance(key, tuple) else key for k in ("missing_keys", "mismatched_keys")
+                         for key in problems.get(k, []) if _head_key(key)}
             problems = {k: kept for k, v in problems.items() if (kept := [key for key in v if not _head_key(key)])}
+            for layer_name in sorted({key.rsplit(".", 1)[0] for key in restarted}):
+                layer = model.get_submodule(layer_name)
+                if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):
+                    init_head_layer(layer)  # as a new model's head starts, not transformers' generic re-init
         if strict and problems:
             raise ValueError(f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__}: {problems}")
         if geometry:
