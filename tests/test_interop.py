@@ -1,8 +1,7 @@
-"""Registration with transformers, trust_remote_code loading, and weights shared with transformers' built-in ViTPose."""
+"""Registration with transformers, strict loading, and weights shared with transformers' built-in ViTPose (folders loading
+without the package: test_sharing.py)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -85,26 +84,6 @@ def test_export_refuses_what_the_builtin_cannot_hold(tmp_path):
     model = VitPoseModel(VitPoseConfig(**tiny_config_kwargs(patch_stride=8)))
     with pytest.raises(ValueError, match="stride 16"):
         export_to_transformers(model, tmp_path / "out")
-
-
-def test_trust_remote_code_without_the_package(tmp_path):
-    model = randomize(VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).eval())
-    model.save_pretrained(tmp_path)
-    pixels = torch.randn(1, 3, 256, 192)
-    torch.save(pixels, tmp_path / "pixels.pt")
-    expected = model(pixels).heatmaps
-    script = f"""
-import sys, torch
-from transformers import AutoModel
-model = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
-assert "vitpose_hf" not in sys.modules, "the package was imported"
-assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-out = model(torch.load({str(tmp_path / 'pixels.pt')!r})).heatmaps
-torch.save(out, {str(tmp_path / 'out.pt')!r})
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert torch.allclose(torch.load(tmp_path / "out.pt"), expected, atol=1e-6)
 
 
 def test_auto_image_processor_gives_ours(tmp_path):
