@@ -3,14 +3,14 @@
     python scripts/embed_model.py outputs/synthetic_cpu/final
 
 Copies the `save_pretrained` folder (weights, config, image processor, eval_results.json, recipe, model card) into
-`src/vitpose_hf/assets/embedded/`, leaving out the copies of the package's code that `save_pretrained` adds for
-`trust_remote_code` users: inside the package the installed code is the code. Refuses folders over 20 MB.
+`src/vitpose_hf/assets/embedded/` as it is, `auto_map`, `custom_pipelines` and code copies included: the package
+loads it with the installed classes, and the folder copied anywhere else still loads with `trust_remote_code=True`.
+Refuses folders over 20 MB.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -26,7 +26,7 @@ def embed(source: Path, target: Path = EMBEDDED_MODEL_DIR) -> Path:
     missing = [name for name in REQUIRED if not (source / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{source} lacks {missing}: pass the final/ folder of a training run.")
-    files = [p for p in source.iterdir() if p.is_file() and p.suffix != ".py"]
+    files = [p for p in source.iterdir() if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     if size > MAX_BYTES:
         raise ValueError(f"{source} holds {size / 2**20:.1f} MB; the embedded model must stay under 20 MB.")
@@ -34,10 +34,6 @@ def embed(source: Path, target: Path = EMBEDDED_MODEL_DIR) -> Path:
     staging.chmod(0o755)
     for path in files:
         shutil.copy2(path, staging / path.name)
-    for name in ("config.json", "preprocessor_config.json"):  # no remote code to point at
-        data = json.loads((staging / name).read_text())
-        data.pop("auto_map", None)
-        (staging / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target

@@ -1,8 +1,7 @@
-"""Registration with transformers, trust_remote_code loading, and weights shared with transformers' built-in ViTPose."""
+"""Registration with transformers, strict loading, and weights shared with transformers' built-in ViTPose (folders loading
+without the package: test_sharing.py)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -87,26 +86,6 @@ def test_export_refuses_what_the_builtin_cannot_hold(tmp_path):
         export_to_transformers(model, tmp_path / "out")
 
 
-def test_trust_remote_code_without_the_package(tmp_path):
-    model = randomize(VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).eval())
-    model.save_pretrained(tmp_path)
-    pixels = torch.randn(1, 3, 256, 192)
-    torch.save(pixels, tmp_path / "pixels.pt")
-    expected = model(pixels).heatmaps
-    script = f"""
-import sys, torch
-from transformers import AutoModel
-model = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
-assert "vitpose_hf" not in sys.modules, "the package was imported"
-assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-out = model(torch.load({str(tmp_path / 'pixels.pt')!r})).heatmaps
-torch.save(out, {str(tmp_path / 'out.pt')!r})
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert torch.allclose(torch.load(tmp_path / "out.pt"), expected, atol=1e-6)
-
-
 def test_auto_image_processor_gives_ours(tmp_path):
     from transformers import AutoImageProcessor
 
@@ -115,3 +94,39 @@ def test_auto_image_processor_gives_ours(tmp_path):
     VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
     VitPoseImageProcessor().save_pretrained(tmp_path)
     assert type(AutoImageProcessor.from_pretrained(tmp_path)) is VitPoseImageProcessor
+
+
+def _tamper_weights(folder, drop=(), extra=()):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    for key in drop:
+        del state[key]
+    for key in extra:
+        state[key] = torch.zeros(3)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("drop,extra,named", [
+    (["backbone.encoder.layer.1.mlp.fc1.bias"], [], "backbone.encoder.layer.1.mlp.fc1.bias"),
+    ([], ["backbone.stray.weight"], "backbone.stray.weight"),
+])
+def test_builtin_checkpoint_with_a_missing_or_extra_weight_is_an_error_naming_it(tmp_path, drop, extra, named):
+    from vitpose_hf.training.initialization import initialize_model
+
+    builtin_model(simple=True).save_pretrained(tmp_path)
+    _tamper_weights(tmp_path, drop, extra)
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        VitPoseModel.from_pretrained(tmp_path)
+    config = VitPoseConfig(**tiny_config_kwargs(decoder="simple"))
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):  # the --init-from path of training
+        initialize_model(config, tmp_path)
+
+
+def test_folder_whose_model_type_does_not_match_its_weights_is_an_error(tmp_path):
+    VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model_type"] = "vitpose"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="model_type 'vitpose'.*does not match its weights"):
+        VitPoseModel.from_pretrained(tmp_path)

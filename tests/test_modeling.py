@@ -262,3 +262,50 @@ def test_checkpoint_that_does_not_fit_the_config(tmp_path):
         VitPoseModel.from_pretrained(tmp_path, hidden_size=64, num_attention_heads=2)
     with pytest.raises(ValueError, match="missing_keys.*vit.layers.2"):
         VitPoseModel.from_pretrained(tmp_path, num_hidden_layers=3)
+
+
+# Labels and the new-keypoint-set idiom ------------------------------------------------------------------------------
+def test_id2label_names_the_first_heads_keypoints_and_survives_save_and_load(tmp_path):
+    config = VitPoseConfig(**tiny_config_kwargs(keypoint_heads=["mpii", "coco"]))
+    mpii = list(get_layout("mpii").keypoints)
+    assert config.id2label == dict(enumerate(mpii))
+    assert config.label2id == {name: index for index, name in enumerate(mpii)}
+    VitPoseModel(config).save_pretrained(tmp_path)
+    loaded = VitPoseConfig.from_pretrained(tmp_path)
+    assert loaded.id2label == dict(enumerate(mpii)) and loaded.label2id["head_top"] == mpii.index("head_top")
+    loaded.keypoint_heads = ["coco"]  # a later change of heads relabels
+    assert loaded.id2label[0] == "nose" and len(loaded.id2label) == 17
+
+
+def _tamper_weights(folder, drop=(), extra=()):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    for key in drop:
+        del state[key]
+    for key in extra:
+        state[key] = torch.zeros(3)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def test_new_keypoint_set_reinitialises_only_the_head(tmp_path):
+    source = randomize(VitPoseModel(VitPoseConfig(**tiny_config_kwargs())))
+    source.save_pretrained(tmp_path)
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"):  # without the opt-in: refused
+        VitPoseModel.from_pretrained(tmp_path, keypoint_heads=["mpii"])
+    model = VitPoseModel.from_pretrained(tmp_path, keypoint_heads=["mpii"], ignore_mismatched_sizes=True)
+    assert model.config.head_names == ["mpii"] and model.config.id2label[9] == "head_top"
+    assert model.heads[0].final_layer.weight.shape[0] == 16
+    old, new = source.state_dict(), model.state_dict()
+    for key, value in new.items():
+        if not key.startswith("heads.0.final_layer."):
+            assert torch.equal(value, old[key]), key  # backbone and deconvolutions come from the checkpoint
+    assert float(new["heads.0.final_layer.weight"].std()) < 0.01  # the original head init (std 0.001), not random 0.2
+
+
+def test_new_keypoint_set_still_refuses_any_other_missing_weight(tmp_path):
+    VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
+    _tamper_weights(tmp_path, drop=["vit.layers.1.mlp.fc1.bias"], extra=["vit.layers.1.stray"])
+    with pytest.raises(ValueError, match=r"vit\.layers\.1\.mlp\.fc1\.bias") as error:
+        VitPoseModel.from_pretrained(tmp_path, keypoint_heads=["mpii"], ignore_mismatched_sizes=True)
+    assert "vit.layers.1.stray" in str(error.value) and "heads.0" not in str(error.value)

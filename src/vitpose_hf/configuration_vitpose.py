@@ -187,18 +187,44 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         out_features = kwargs.pop("out_features", None)
         self.image_size = list(parse_image_size(self.image_size))
         self.window_size = [int(s) for s in self.window_size]
-        heads = self.keypoint_heads if self.keypoint_heads is not None else ["coco"]
-        self.keypoint_heads = [get_layout(head).to_dict() for head in heads]
-        codecs = self.head_codecs if self.head_codecs is not None else {}
-        if not isinstance(codecs, dict):
-            raise TypeError(f"head_codecs must map head names to codec settings, got {type(codecs).__name__}.")
-        self.head_codecs = {
-            head["name"]: HeadCodec.from_dict(codecs.get(head["name"])).to_dict() for head in self.keypoint_heads
-        }
+        if self.keypoint_heads is None:
+            self.keypoint_heads = ["coco"]
+        self._normalise_head_codecs()
+        if _installed_pipeline_serves(kwargs.get("custom_pipelines")):
+            kwargs.pop("custom_pipelines")
         self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, self.num_hidden_layers + 1)]
         self.set_output_features_output_indices(out_indices=out_indices, out_features=out_features)
         super().__post_init__(**kwargs)
+        self._label_keypoints()
         self.validate_vitpose()
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        # Layouts are normalised to dicts however they arrive: at construction or as a `from_pretrained` override
+        # such as `keypoint_heads=["mpii"]`, which transformers applies with setattr after construction.
+        if key == "keypoint_heads" and value is not None:
+            value = [get_layout(head).to_dict() for head in value]
+        super().__setattr__(key, value)
+        if key == "keypoint_heads" and value is not None and "head_codecs" in self.__dict__:
+            self._normalise_head_codecs()
+        if key == "keypoint_heads" and value is not None and "id2label" in self.__dict__:
+            self._label_keypoints()
+
+    def _normalise_head_codecs(self) -> None:
+        """One codec entry per head, by head name (UDP where none is given), so a re-targeted head set keeps its
+        heads' encodings."""
+        codecs = self.head_codecs if self.head_codecs is not None else {}
+        if not isinstance(codecs, dict):
+            raise TypeError(f"head_codecs must map head names to codec settings, got {type(codecs).__name__}.")
+        super().__setattr__("head_codecs", {
+            head["name"]: HeadCodec.from_dict(codecs.get(head["name"])).to_dict() for head in self.keypoint_heads
+        })
+
+    def _label_keypoints(self) -> None:
+        """`id2label` / `label2id` name the first head's keypoints (heatmap channel -> name), as transformers'
+        built-in ViTPose does, instead of the generic LABEL_0, LABEL_1."""
+        names = self.keypoint_heads[0]["keypoints"]
+        super().__setattr__("id2label", dict(enumerate(names)))
+        super().__setattr__("label2id", {name: index for index, name in enumerate(names)})
 
     def validate_vitpose(self) -> None:
         """Reject inconsistent settings early, with a message naming the field."""
@@ -327,6 +353,25 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         kwargs = copy.deepcopy(VARIANTS[name])
         kwargs.update(overrides)
         return cls(**kwargs)
+
+
+def _installed_pipeline_serves(custom_pipelines: dict | None) -> bool:
+    """True when the saved `custom_pipelines` point at the pipeline this installed package already registered.
+
+    The entry is for readers without the package (`trust_remote_code=True`). Where the package is installed and
+    registered, `pipeline(task, model=folder)` would still refuse to run without `trust_remote_code` because of it;
+    so the loaded config drops it, and `save_pretrained` writes it again.
+    """
+    if not custom_pipelines:
+        return False
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    sibling = __name__.rpartition(".")[0] + ".pipeline"
+    for task in custom_pipelines:
+        impl = PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl")
+        if impl is None or impl.__module__ != sibling:
+            return False
+    return True
 
 
 __all__ = ["INPUT_RESOLUTIONS", "MODEL_SIZES", "ORIGINAL_HEAD_CODECS", "VARIANTS", "VitPoseConfig", "parse_image_size"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.backbone_utils import BackboneMixin
+from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BackboneOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -403,6 +406,49 @@ class VitPoseSimpleHead(nn.Module):
         return self.final_layer(features)
 
 
+class VitPoseHeads(nn.Module):
+    """The heatmap heads, one per keypoint dataset, under the names "0", "1", ... (weights `heads.0.*` as a ModuleList
+    would have them), as one module with a forward: tools that wrap whole modules, such as PEFT's
+    `modules_to_save=["heads"]`, can take it, which they refuse for a ModuleList."""
+
+    def __init__(self, heads: list[nn.Module]):
+        super().__init__()
+        for index, head in enumerate(heads):
+            self.add_module(str(index), head)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index: int) -> nn.Module:
+        position = int(index) + (len(self) if int(index) < 0 else 0)
+        if not 0 <= position < len(self):
+            raise IndexError(f"head index {index} is out of range for {len(self)} heads.")
+        return self._modules[str(position)]
+
+    def forward(self, features: torch.Tensor, groups: list[tuple[int, torch.Tensor | None]]) -> torch.Tensor:
+        """Each group of rows through its dataset's head; heatmaps zero-padded to the largest K of the batch."""
+        if len(self) == 1:
+            return self[0](features)
+        if len(groups) == 1:
+            return self[groups[0][0]](features)
+        max_k = max(self[head].final_layer.out_channels for head, _ in groups)
+        out = None
+        for head, rows in groups:
+            maps = self[head](features.index_select(0, rows))
+            if out is None:
+                out = maps.new_zeros((features.shape[0], max_k) + maps.shape[2:])
+            out = out.index_copy(0, rows, F.pad(maps, (0, 0, 0, 0, 0, max_k - maps.shape[1])))
+        return out
+
+
+# What a saved folder needs to load where this package is not installed (`trust_remote_code=True`).
+PIPELINE_TASK = "keypoint-detection"
+PIPELINE_CLASS = "pipeline.KeypointDetectionPipeline"
+IMAGE_PROCESSOR_CLASS = "image_processing_vitpose.VitPoseImageProcessor"
+
 HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
 
 
@@ -438,6 +484,20 @@ def check_local_checkpoint(path_or_id: str | os.PathLike) -> None:
                 raise OSError(f"Weights file {os.path.join(path, name)!r} is truncated or corrupt ({error}).") from None
 
 
+@torch.no_grad()
+def init_head_layer(layer: nn.Module) -> None:
+    """The original head init: deconvolutions and the final conv drawn with std 0.001, bias 0."""
+    layer._is_head_layer = True
+    nn.init.normal_(layer.weight, std=0.001)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def _head_key(key: str | tuple) -> bool:
+    """Whether a loading-report entry (a name, or a (name, shapes...) tuple for mismatches) is a head weight."""
+    return (key[0] if isinstance(key, tuple) else key).startswith("heads.")
+
+
 class VitPosePreTrainedModel(PreTrainedModel):
     config_class = VitPoseConfig
     config: VitPoseConfig
@@ -453,6 +513,48 @@ class VitPosePreTrainedModel(PreTrainedModel):
     # fn(cls, path_or_id, strict=..., **kwargs) -> model. `import vitpose_hf` installs them, so that this file, which
     # `save_pretrained` copies as remote code, imports nothing outside the model bundle.
     foreign_checkpoint_loaders: dict[str, Callable[..., PreTrainedModel]] = {}
+    # The Auto classes a saved folder maps to our model classes (`auto_map`), and whether it serves the pipeline.
+    auto_classes: dict[str, str] = {}
+    serves_pipeline: bool = False
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained`, plus what makes the folder load anywhere: `auto_map` for every Auto
+        class that applies, `custom_pipelines` for the pipeline, and the code of all of them (the model bundle's
+        files, which import nothing beyond torch, transformers, numpy and pillow). Every writer of the project
+        (conversion, training, MAE, plain `save_pretrained`) goes through here."""
+        if not kwargs.get("is_main_process", True):
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        os.makedirs(save_directory, exist_ok=True)
+        code_dir = Path(__file__).parent  # the installed package, or the remote-code copy this was loaded from
+        pipeline_module, processor_module = PIPELINE_CLASS.split(".")[0], IMAGE_PROCESSOR_CLASS.split(".")[0]
+        serves_pipeline = self.serves_pipeline and (code_dir / f"{pipeline_module}.py").is_file()
+        for name in ("modeling_vitpose", processor_module) + ((pipeline_module,) if serves_pipeline else ()):
+            path = code_dir / f"{name}.py"
+            if path.is_file():  # a copy loaded as remote code may lack the processor file
+                for needed in [str(path), *get_relative_import_files(str(path))]:
+                    shutil.copyfile(needed, Path(save_directory) / Path(needed).name)
+        auto_map = {"AutoConfig": f"configuration_vitpose.{type(self.config).__name__}"}
+        auto_map.update({auto: f"modeling_vitpose.{name}" for auto, name in self.auto_classes.items()})
+        if (code_dir / f"{processor_module}.py").is_file():
+            auto_map["AutoImageProcessor"] = IMAGE_PROCESSOR_CLASS
+        shared = {"auto_map": auto_map}
+        if serves_pipeline:
+            shared["custom_pipelines"] = {
+                PIPELINE_TASK: {"impl": PIPELINE_CLASS, "pt": ["AutoModel"], "type": "image"}
+            }
+        # Written for this save only: an in-memory `custom_pipelines` would make `pipeline(task, model=self)` ask for
+        # trust_remote_code where the package is installed.
+        previous = {key: self.config.__dict__.get(key) for key in shared}
+        try:
+            for key, value in shared.items():
+                setattr(self.config, key, value)
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    self.config.__dict__.pop(key, None)
+                else:
+                    setattr(self.config, key, value)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -473,13 +575,9 @@ class VitPosePreTrainedModel(PreTrainedModel):
             if module.knowledge_tokens is not None:
                 nn.init.trunc_normal_(module.knowledge_tokens, std=std)
         elif isinstance(module, (VitPoseClassicHead, VitPoseSimpleHead)):
-            # The original head init: deconvolutions and the final conv drawn with std 0.001, bias 0.
             for layer in module.modules():
                 if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):
-                    layer._is_head_layer = True
-                    nn.init.normal_(layer.weight, std=0.001)
-                    if layer.bias is not None:
-                        nn.init.zeros_(layer.bias)
+                    init_head_layer(layer)
 
     def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
@@ -582,6 +680,16 @@ class VitPosePreTrainedModel(PreTrainedModel):
             pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
         )
         problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        if kwargs.get("ignore_mismatched_sizes"):
+            # The transformers idiom for another keypoint set (`keypoint_heads=[...]`): the heads may start fresh,
+            # every other weight must still come from the checkpoint.
+            restarted = {key[0] if isinstance(key, tuple) else key for k in ("missing_keys", "mismatched_keys")
+                         for key in problems.get(k, []) if _head_key(key)}
+            problems = {k: kept for k, v in problems.items() if (kept := [key for key in v if not _head_key(key)])}
+            for layer_name in sorted({key.rsplit(".", 1)[0] for key in restarted}):
+                layer = model.get_submodule(layer_name)
+                if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):
+                    init_head_layer(layer)  # as a new model's head starts, not transformers' generic re-init
         if strict and problems:
             raise ValueError(f"Checkpoint {pretrained_model_name_or_path} does not fit {cls.__name__}: {problems}")
         if geometry:
@@ -618,11 +726,17 @@ def _no_rows(value: Any) -> Any:
 class VitPoseModel(VitPosePreTrainedModel):
     """The whole pose estimator: `VitPoseEncoder` and one heatmap head per keypoint dataset."""
 
+    auto_classes = {
+        "AutoModel": "VitPoseModel", "AutoModelForKeypointDetection": "VitPoseModel",
+        "AutoModelForPoseEstimation": "VitPoseModel", "AutoBackbone": "VitPoseBackbone",
+    }
+    serves_pipeline = True
+
     def __init__(self, config: VitPoseConfig):
         super().__init__(config)
         self.vit = VitPoseEncoder(config)
         head_class = VitPoseClassicHead if config.decoder == "classic" else VitPoseSimpleHead
-        self.heads = nn.ModuleList(head_class(config, layout.num_keypoints) for layout in config.layouts)
+        self.heads = VitPoseHeads([head_class(config, layout.num_keypoints) for layout in config.layouts])
         self.post_init()
 
     def forward(
@@ -661,22 +775,11 @@ class VitPoseModel(VitPosePreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     def decode_heads(self, features: torch.Tensor, groups: list[tuple[int, torch.Tensor | None]]) -> torch.Tensor:
-        if len(self.heads) == 1:
-            return self.heads[0](features)
-        if len(groups) == 1:
-            return self.heads[groups[0][0]](features)
-        max_k = max(self.heads[head].final_layer.out_channels for head, _ in groups)
-        out = None
-        for head, rows in groups:
-            maps = self.heads[head](features.index_select(0, rows))
-            if out is None:
-                out = maps.new_zeros((features.shape[0], max_k) + maps.shape[2:])
-            out = out.index_copy(0, rows, F.pad(maps, (0, 0, 0, 0, 0, max_k - maps.shape[1])))
-        return out
+        return self.heads(features, groups)
 
     def num_keypoints_per_sample(self, dataset_index: torch.Tensor) -> torch.Tensor:
-        counts = torch.tensor([head.final_layer.out_channels for head in self.heads], device=dataset_index.device)
-        return counts[dataset_index] if len(self.heads) > 1 else counts.expand(dataset_index.shape[0])
+        counts = torch.tensor([layout.num_keypoints for layout in self.config.layouts], device=dataset_index.device)
+        return counts[dataset_index] if len(counts) > 1 else counts.expand(dataset_index.shape[0])
 
     def compute_loss(
         self, heatmaps: torch.Tensor, labels: torch.Tensor, target_weight: torch.Tensor | None,
@@ -704,6 +807,8 @@ class VitPoseBackbone(BackboneMixin, VitPosePreTrainedModel):
     """The bare ViTPose encoder as a transformers backbone: spatial feature maps of the chosen blocks."""
 
     _keys_to_ignore_on_load_unexpected = [r"^heads\."]  # a whole estimator's checkpoint loads as a backbone
+    # AutoModel stays the estimator's: transformers maps one config class to one model class per Auto class.
+    auto_classes = {"AutoBackbone": "VitPoseBackbone"}
 
     def __init__(self, config: VitPoseConfig):
         super().__init__(config)

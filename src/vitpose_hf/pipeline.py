@@ -14,9 +14,9 @@ and generators behave as in every other pipeline.
 
 Sharing: `pose.save_pretrained(folder)` (or `pose.push_to_hub(repo)`) writes the model, the image processor, this
 code and a `custom_pipelines` entry in the config. Anyone then loads it with
-`pipeline("keypoint-detection", model=repo, trust_remote_code=True)`, vitpose_hf installed or not; with vitpose_hf
-installed, `pipeline_class=KeypointDetectionPipeline` uses the installed code instead. This module only imports sibling
-modules of the package (relative, flat) so that the copied files work on their own.
+`pipeline("keypoint-detection", model=repo, trust_remote_code=True)` without vitpose_hf; with vitpose_hf installed,
+`pipeline("keypoint-detection", model=repo)` uses the installed code, no trust_remote_code needed. This module only
+imports sibling modules of the package (relative, flat) so that the copied files work on their own.
 """
 
 from __future__ import annotations
@@ -244,6 +244,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
     _load_image_processor = None  # loaded with the model when available, else built from the model config
     _load_feature_extractor = False
     _load_tokenizer = False
+    _load_video_processor = False  # else transformers derives a remote "VideoProcessor" from auto_map and prompts
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("batch_size", DEFAULT_BATCH_SIZE)

@@ -177,7 +177,11 @@ def load_transformers_vitpose(cls, path_or_id, strict: bool = True, **kwargs):
 
     kwargs.pop("output_loading_info", None)
     kwargs.pop("config", None)
-    source = VitPoseForPoseEstimation.from_pretrained(path_or_id, **kwargs)
+    source, info = VitPoseForPoseEstimation.from_pretrained(path_or_id, output_loading_info=True, **kwargs)
+    problems = {k: sorted(v) for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if strict and problems:
+        raise ValueError(f"{path_or_id} says model_type 'vitpose' but its weights do not fit that model: {problems}"
+                         + _model_type_hint(problems))
     state = source.state_dict()
     config = config_from_transformers(source.config, num_keypoints=state["head.conv.weight"].shape[0])
     model = cls(config)
@@ -186,6 +190,15 @@ def load_transformers_vitpose(cls, path_or_id, strict: bool = True, **kwargs):
     if strict and (missing or unexpected):
         raise ValueError(f"Converted {path_or_id} does not fit: missing {missing}, unexpected {unexpected}.")
     return model.eval()
+
+
+def _model_type_hint(problems: dict[str, list]) -> str:
+    """Name the likely cause when the weights are laid out as ours although config.json says "vitpose"."""
+    unexpected = problems.get("unexpected_keys", [])
+    if unexpected and all(key.startswith(("vit.", "heads.")) for key in unexpected):
+        return (f". The weights are laid out as model_type {VitPoseConfig.model_type!r} (this package's): config.json's "
+                f"model_type does not match its weights; set it to {VitPoseConfig.model_type!r}.")
+    return ""
 
 
 def export_to_transformers(model, folder: str | os.PathLike, head: int | str = 0) -> Path:

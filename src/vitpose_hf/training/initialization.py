@@ -50,7 +50,7 @@ def _source_state(source: str, config: VitPoseConfig) -> tuple[dict[str, torch.T
         converted, _ = convert_original_state_dict(load_original_checkpoint(source), config, strict=False)
         return converted, [], "original .pth"
     if is_transformers_vitpose_checkpoint(source):
-        model = load_transformers_vitpose(VitPoseModel, source)
+        model = load_transformers_vitpose(VitPoseModel, source, strict=True)  # a missing weight is an error
         return model.state_dict(), model.config.layouts, "transformers vitpose"
     from transformers import AutoConfig, AutoModel
 
