@@ -11,11 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-import vitpose_hf.pipeline as pipeline_module
+import vitpose_hf.defaults as defaults
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.cli import DEMO_BOXES, DEMO_IMAGE, coco_results, load_boxes_file, main
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 
+from support.detectors import tiny_detector
 from support.models import tiny_config_kwargs
 
 
@@ -129,7 +130,7 @@ def test_demo_runs_offline_as_a_command(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "demo_output" in done.stdout
-    if not (pipeline_module.EMBEDDED_MODEL_DIR / "config.json").is_file():
+    if not (defaults.EMBEDDED_MODEL_DIR / "config.json").is_file():
         assert "UNTRAINED" in done.stderr
     result = json.loads((tmp_path / "demo_output" / "demo.json").read_text())
     assert len(result["people"]) == len(json.loads(DEMO_BOXES.read_text())["boxes"])
@@ -142,8 +143,6 @@ def test_demo_with_another_model(tmp_path, model_dir):
 
 
 def test_predict_with_a_detector_folder(model_dir, images, tmp_path):
-    from test_pipeline import tiny_detector
-
     tiny_detector(finds_people=True).save_pretrained(tmp_path / "detector")
     out = tmp_path / "out"
     assert main(["predict", images[0], "--model", model_dir, "--detector", str(tmp_path / "detector"),
