@@ -136,3 +136,12 @@ def test_given_boxes_need_no_detector_and_no_warning(hub_cache, builtin_pose_mod
     pose = pipeline("keypoint-detection", model=builtin_pose_model, device="cpu")
     assert len(pose(image(), boxes=[[10, 10, 60, 90]])) == 1
     assert not [w for w in recwarn if "no boxes and no detector" in str(w.message)]
+
+
+def test_model_cards_say_what_happens_without_boxes():
+    """The cards must not promise a detector: without one available the whole image is one person."""
+    repo = Path(__file__).resolve().parents[1]
+    for card in (repo / "model_cards" / "template.md", defaults.EMBEDDED_MODEL_DIR / "README.md"):
+        text = " ".join(card.read_text().split())
+        assert defaults.DEFAULT_DETECTOR_ID in text and "whole image" in text and "warn" in text, card
+        assert "a person detector finds the boxes when none are given" not in text, card
