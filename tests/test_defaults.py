@@ -15,7 +15,7 @@ from transformers import pipeline
 from transformers.models.vitpose import VitPoseImageProcessorPil
 
 import vitpose_hf.defaults as defaults
-from support.detectors import tiny_detector
+from support.detectors import save_tiny_rt_detr, tiny_detector
 from support.models import randomize, tiny_config_kwargs
 from vitpose_hf import VitPoseConfig, VitPoseImageProcessor, VitPoseModel, export_to_transformers
 
@@ -120,6 +120,22 @@ def test_cached_detector_finds_the_people_when_no_boxes_are_given(hub_cache, bui
         np.testing.assert_allclose(person["bbox"], expected, atol=1.0)
         assert person["box_score"] > 0.99
     assert not [w for w in recwarn if "whole image" in str(w.message)]
+
+
+def test_cached_rt_detr_is_the_default_detector(hub_cache, builtin_pose_model):
+    snapshot = cached_snapshot_folder(hub_cache, defaults.DEFAULT_DETECTOR_ID)
+    save_tiny_rt_detr(snapshot)
+    assert defaults.default_detector() == str(snapshot)
+    picture = image()
+    # What the detector itself says, asked directly: its "person" boxes (degenerate ones have nothing to crop).
+    detections = pipeline("object-detection", model=str(snapshot), device="cpu")(picture, threshold=0.0)
+    expected = [[d["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")] for d in detections if d["label"] == "person"]
+    expected = [box for box in expected if box[2] > box[0] and box[3] > box[1]]
+    assert expected
+
+    pose = pipeline("keypoint-detection", model=builtin_pose_model, device="cpu")
+    people = pose(picture, detector_threshold=0.0, flip_test=False)
+    assert [person["bbox"] for person in people] == expected
 
 
 def test_without_any_detector_the_whole_image_is_one_person_with_one_warning_per_call(hub_cache, builtin_pose_model):
