@@ -27,8 +27,8 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 HOW_TO_GET_REAL_MODELS = (
     f"to use the real ViTPose-B and person detector, go online once or download them with "
-    f"`hf download {DEFAULT_MODEL_ID}` and `hf download {DEFAULT_DETECTOR_ID}`, or pass model=... "
-    "(a converted official checkpoint)"
+    f"`hf download {DEFAULT_MODEL_ID}` and `hf download {DEFAULT_DETECTOR_ID}`, or pass model=... / --model "
+    "(e.g. a converted official checkpoint)"
 )
 
 _UNTRAINED_DIR: str | None = None

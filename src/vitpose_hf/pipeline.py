@@ -268,8 +268,8 @@ class KeypointDetectionPipeline(ChunkPipeline):
         if not self._warned_whole_image:
             self._warned_whole_image = True
             warnings.warn(
-                "no boxes and no detector: treating the whole image as one person (pass boxes=... or detector=..., "
-                f"or get the default person detector once: `hf download {DEFAULT_DETECTOR_ID}`).",
+                "no boxes and no detector: treating the whole image as one person (give boxes or a detector, or get "
+                f"the default person detector once: `hf download {DEFAULT_DETECTOR_ID}`).",
                 UserWarning,
                 stacklevel=2,
             )
