@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 import vitpose_hf
-import vitpose_hf.cli as cli
-import vitpose_hf.defaults as defaults
+from vitpose_hf import cli
+from vitpose_hf import defaults
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.cli import DEMO_BOXES, DEMO_IMAGE, coco_results, load_boxes_file, main, predict
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor

@@ -11,13 +11,18 @@ import pytest
 import torch
 from huggingface_hub import constants as hub_constants
 from PIL import Image
+from support.detectors import save_tiny_rt_detr, tiny_detector
+from support.models import randomize, tiny_config_kwargs
 from transformers import pipeline
 from transformers.models.vitpose import VitPoseImageProcessorPil
 
-import vitpose_hf.defaults as defaults
-from support.detectors import save_tiny_rt_detr, tiny_detector
-from support.models import randomize, tiny_config_kwargs
-from vitpose_hf import VitPoseConfig, VitPoseImageProcessor, VitPoseModel, export_to_transformers
+from vitpose_hf import (
+    VitPoseConfig,
+    VitPoseImageProcessor,
+    VitPoseModel,
+    defaults,
+    export_to_transformers,
+)
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 WIDTH, HEIGHT = 160, 120

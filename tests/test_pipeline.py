@@ -11,7 +11,7 @@ from PIL import Image
 from transformers import pipeline
 
 import vitpose_hf  # noqa: F401  (registers the task)
-import vitpose_hf.defaults as defaults
+from vitpose_hf import defaults
 from vitpose_hf import VitPoseConfig, VitPoseEstimatorOutput, VitPoseModel, get_layout
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.pipeline import KeypointDetectionPipeline

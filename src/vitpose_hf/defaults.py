@@ -26,7 +26,7 @@ HUB_TIMEOUT_S = 5.0
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 HOW_TO_GET_REAL_MODELS = (
-    f"to use the real ViTPose-B and person detector, go online once or download them with "
+    "to use the real ViTPose-B and person detector, go online once or download them with "
     f"`hf download {DEFAULT_MODEL_ID}` and `hf download {DEFAULT_DETECTOR_ID}`, or pass model=... / --model "
     "(e.g. a converted official checkpoint)"
 )
@@ -38,7 +38,7 @@ def cached_snapshot(repo_id: str) -> str | None:
     """The local folder of `repo_id`'s main revision when its config and weights are in the Hub cache, else None."""
     try:
         folder = snapshot_download(repo_id, local_files_only=True)
-    except Exception:  # not cached (or a partial download): not usable without the network
+    except (OSError, ValueError):  # not cached, a partial download, or not a repo id: not usable offline
         return None
     has_config = os.path.isfile(os.path.join(folder, "config.json"))
     has_weights = any(os.path.isfile(os.path.join(folder, name)) for name in WEIGHT_FILES)
@@ -51,7 +51,7 @@ def hub_reachable(repo_id: str) -> bool:
         return False
     try:
         model_info(repo_id, timeout=HUB_TIMEOUT_S)
-    except Exception:  # no network, Hub down, repo gone: all mean "not available"
+    except Exception:  # noqa: BLE001  (no network, Hub down, repo gone, a proxy's error: all mean "not now")
         return False
     return True
 
