@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from vitpose_hf.pipeline import EMBEDDED_MODEL_DIR
+from vitpose_hf.defaults import EMBEDDED_MODEL_DIR
 
 MAX_BYTES = 20 * 2**20
 REQUIRED = ("config.json", "model.safetensors", "preprocessor_config.json")

@@ -13,7 +13,7 @@ from vitpose_hf import VitPoseConfig, VitPoseImageProcessor, VitPoseModel
 # The flat modules `save_pretrained` may copy: they import only each other, torch, transformers, numpy and pillow.
 BUNDLE = {
     "boxes", "codec", "configuration_vitpose", "geometry", "image_processing_vitpose", "images", "keypoints",
-    "modeling_vitpose", "pipeline", "window_attention", "inference_optimization",
+    "modeling_vitpose", "pipeline", "window_attention", "inference_optimization", "defaults",
 }
 
 

@@ -1,5 +1,6 @@
 """The `vitpose-hf` command: predict and demo, with tiny local models (no network)."""
 
+import io
 import json
 import os
 import subprocess
@@ -11,11 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-import vitpose_hf.pipeline as pipeline_module
+import vitpose_hf
+from vitpose_hf import cli
+from vitpose_hf import defaults
 from vitpose_hf import VitPoseConfig, VitPoseModel
-from vitpose_hf.cli import DEMO_BOXES, DEMO_IMAGE, coco_results, load_boxes_file, main
+from vitpose_hf.cli import DEMO_BOXES, DEMO_IMAGE, coco_results, load_boxes_file, main, predict
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 
+from support.detectors import tiny_detector
 from support.models import tiny_config_kwargs
 
 
@@ -129,7 +133,9 @@ def test_demo_runs_offline_as_a_command(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "demo_output" in done.stdout
-    if not (pipeline_module.EMBEDDED_MODEL_DIR / "config.json").is_file():
+    # The embedded model knows these synthetic figures and the boxes are bundled: nothing to warn about.
+    assert "synthetic figures" not in done.stderr and "no boxes and no detector" not in done.stderr
+    if not (defaults.EMBEDDED_MODEL_DIR / "config.json").is_file():
         assert "UNTRAINED" in done.stderr
     result = json.loads((tmp_path / "demo_output" / "demo.json").read_text())
     assert len(result["people"]) == len(json.loads(DEMO_BOXES.read_text())["boxes"])
@@ -142,11 +148,101 @@ def test_demo_with_another_model(tmp_path, model_dir):
 
 
 def test_predict_with_a_detector_folder(model_dir, images, tmp_path):
-    from test_pipeline import tiny_detector
-
     tiny_detector(finds_people=True).save_pretrained(tmp_path / "detector")
     out = tmp_path / "out"
     assert main(["predict", images[0], "--model", model_dir, "--detector", str(tmp_path / "detector"),
                  "--output-dir", str(out)]) == 0
     people = json.loads((out / "000000000139.json").read_text())["people"]
     assert len(people) == 2 and people[0]["box_score"] > 0.99
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vitpose-hf {vitpose_hf.__version__}"
+
+
+class FailsOnThirdImage:
+    """A pipeline stand-in: the real pipeline for the first two images, then an error."""
+
+    def __init__(self, pose):
+        self.pose, self.model, self.calls = pose, pose.model, 0
+
+    def __call__(self, image, **kwargs):
+        self.calls += 1
+        if self.calls == 3:
+            raise ValueError("the third image is broken")
+        return self.pose(image, **kwargs)
+
+
+def test_each_image_is_written_as_soon_as_it_is_done(model_dir, tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(1)
+    paths = []
+    for name in ("first.png", "second.png", "third.png"):
+        Image.fromarray(rng.integers(0, 256, (90, 70, 3), dtype=np.uint8)).save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    boxes = [[[5, 5, 40, 70]]] * 3
+    pose = pipeline_for(model_dir)
+
+    with pytest.raises(ValueError, match="third image"):
+        predict(paths, tmp_path / "library", boxes=boxes, flip_test=False, pose=FailsOnThirdImage(pose))
+    written = sorted(path.name for path in (tmp_path / "library").iterdir())
+    assert written == ["first.json", "first.png", "second.json", "second.png"]
+
+    # The command reports each image when it is written, so the first two are on stdout before the error.
+    monkeypatch.setattr(cli, "build_pipeline", lambda *args, **kwargs: FailsOnThirdImage(pose))
+    boxes_file = tmp_path / "boxes.json"
+    boxes_file.write_text(json.dumps(boxes))
+    assert main(["predict", *paths, "--boxes", str(boxes_file), "--output-dir", str(tmp_path / "cli")]) == 2
+    captured = capsys.readouterr()
+    assert "first.png: 1 people" in captured.out and "second.png: 1 people" in captured.out
+    assert "third.png" not in captured.out and "the third image is broken" in captured.err
+    assert (tmp_path / "cli" / "second.json").is_file() and not (tmp_path / "cli" / "third.json").exists()
+
+
+def pipeline_for(model_dir: str):
+    from transformers import pipeline
+
+    return pipeline("keypoint-detection", model=model_dir, device="cpu")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("tty,quiet", [(True, False), (True, True), (False, False)])
+def test_progress_bar_on_a_terminal_unless_quiet(model_dir, images, tmp_path, monkeypatch, tty, quiet):
+    stderr = Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([[[10, 10, 50, 80]], [[20, 20, 40, 60]]]))
+    args = ["predict", *images, "--model", model_dir, "--boxes", str(boxes), "--no-flip", "--output-dir",
+            str(tmp_path / "out")]
+    assert main(args + (["--quiet"] if quiet else [])) == 0
+    shown = stderr.getvalue()
+    if tty and not quiet:
+        assert "2/2" in shown and "image" in shown
+    else:
+        assert shown == ""
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--model", "{tmp}/no-such-model"),
+    ("--model", "no-org/no-such-model"),  # a Hub id, offline and not cached
+    ("--detector", "{tmp}/no-such-detector"),
+    ("--detector", "no-org/no-such-detector"),
+    ("--device", "toaster"),
+    ("--device", "cuda:99"),
+])
+def test_bad_model_detector_or_device_is_one_line_without_traceback(model_dir, images, tmp_path, capsys, option,
+                                                                    value):
+    value = value.format(tmp=tmp_path)
+    args = {"--model": model_dir, "--output-dir": str(tmp_path / "out"), option: value}
+    assert main(["predict", images[0], *[part for pair in args.items() for part in pair]]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("vitpose-hf predict: error:") and option in lines[0] and value in lines[0]
+    assert not (tmp_path / "out" / "000000000139.json").exists()

@@ -9,7 +9,7 @@ import pytest
 
 from vitpose_hf import VitPoseImageProcessor, VitPoseModel
 from vitpose_hf.data import generate_synthetic_dataset
-from vitpose_hf.pipeline import EMBEDDED_MODEL_DIR, default_model_path
+from vitpose_hf.defaults import EMBEDDED_MODEL_DIR, embedded_model_path
 from vitpose_hf.evaluation import evaluate_keypoint_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ def test_the_embedded_model_is_shipped_complete_and_small():
     assert sum(files.values()) < 20 * 2**20
     card = (EMBEDDED_MODEL_DIR / "README.md").read_text()
     assert "scripts/train.py --config configs/synthetic_cpu.yaml" in card
-    assert default_model_path() == str(EMBEDDED_MODEL_DIR)
+    assert embedded_model_path() == str(EMBEDDED_MODEL_DIR)
     assert (REPO / "configs" / "synthetic_cpu.yaml").is_file()
 
 

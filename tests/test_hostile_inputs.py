@@ -398,9 +398,9 @@ def fail_writes(monkeypatch):
 
 CLI_ERRORS = [
     pytest.param(lambda tmp, m: ["predict", str(tmp / "missing.jpg"), "--model", m], "Image 0: no such file", id="missing-image"),
-    pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", "/nonexistent/model"], "Model folder '/nonexistent/model' does not exist", id="missing-model-folder"),
+    pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", "/nonexistent/model"], "--model '/nonexistent/model': no such folder", id="missing-model-folder"),
     pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", str(tmp)], "", id="model-folder-without-config"),
-    pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", m, "--detector", "/nonexistent/det"], "'/nonexistent/det' does not exist", id="missing-detector"),
+    pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", m, "--detector", "/nonexistent/det"], "--detector '/nonexistent/det': no such folder", id="missing-detector"),
     pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", m, "--device", "banana"], "banana", id="bad-device"),
     pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", m, "--boxes", str(tmp / "none.json")], "Cannot read boxes file", id="missing-boxes-file"),
     pytest.param(lambda tmp, m: ["predict", "IMAGE", "--model", m, "--dataset", "mpii"], "Unknown dataset 'mpii'", id="unknown-dataset"),

@@ -2,9 +2,12 @@
 without the package: test_sharing.py)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
+from support.models import randomize, tiny_config_kwargs
 from transformers import (
     AutoBackbone,
     AutoConfig,
@@ -15,9 +18,12 @@ from transformers import (
 )
 from transformers import VitPoseConfig as BuiltinConfig
 
-from support.models import tiny_config_kwargs
-from support.models import randomize
-from vitpose_hf import VitPoseBackbone, VitPoseConfig, VitPoseModel, export_to_transformers
+from vitpose_hf import (
+    VitPoseBackbone,
+    VitPoseConfig,
+    VitPoseModel,
+    export_to_transformers,
+)
 
 
 def test_auto_classes_resolve_to_ours(tmp_path):
@@ -90,10 +96,48 @@ def test_auto_image_processor_gives_ours(tmp_path):
     from transformers import AutoImageProcessor
 
     from vitpose_hf import VitPoseImageProcessor
+    from vitpose_hf.defaults import EMBEDDED_MODEL_DIR
 
     VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
-    VitPoseImageProcessor().save_pretrained(tmp_path)
-    assert type(AutoImageProcessor.from_pretrained(tmp_path)) is VitPoseImageProcessor
+    VitPoseImageProcessor(padding=1.4).save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is VitPoseImageProcessor and loaded.padding == 1.4
+    assert type(AutoImageProcessor.from_pretrained(EMBEDDED_MODEL_DIR)) is VitPoseImageProcessor
+
+
+def test_builtin_processor_checkpoints_keep_transformers_class(tmp_path):
+    """Importing vitpose_hf must not change what stock transformers loads for its own checkpoints."""
+    from transformers import AutoImageProcessor, pipeline
+    from transformers.models.vitpose import VitPoseImageProcessorPil
+
+    from vitpose_hf import VitPoseImageProcessor
+
+    export_to_transformers(randomize(VitPoseModel(VitPoseConfig(**tiny_config_kwargs(decoder="simple")))), tmp_path)
+    VitPoseImageProcessorPil(size={"height": 256, "width": 192}).save_pretrained(tmp_path)
+    loaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(loaded).__module__.startswith("transformers.models.vitpose.")
+    assert type(loaded).__name__ in ("VitPoseImageProcessor", "VitPoseImageProcessorPil")
+    # Ours only when asked: the pipeline decodes built-in checkpoints with our processor and our model class.
+    pose = pipeline("keypoint-detection", model=str(tmp_path), device="cpu")
+    assert isinstance(pose.image_processor, VitPoseImageProcessor) and isinstance(pose.model, VitPoseModel)
+    assert pose.image_processor.size == {"height": 256, "width": 192}
+
+
+def test_stock_transformers_resolves_the_same_with_and_without_the_package(tmp_path):
+    export_to_transformers(VitPoseModel(VitPoseConfig(**tiny_config_kwargs(decoder="simple"))), tmp_path)
+    from transformers.models.vitpose import VitPoseImageProcessorPil
+
+    VitPoseImageProcessorPil().save_pretrained(tmp_path)
+    script = f"""
+import sys
+from transformers import AutoImageProcessor
+before = type(AutoImageProcessor.from_pretrained({str(tmp_path)!r}))
+import vitpose_hf
+after = type(AutoImageProcessor.from_pretrained({str(tmp_path)!r}))
+assert before is after, (before, after)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def _tamper_weights(folder, drop=(), extra=()):

@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import YolosConfig, YolosForObjectDetection, pipeline
-from transformers.models.yolos import YolosImageProcessorPil
+from transformers import pipeline
 
 import vitpose_hf  # noqa: F401  (registers the task)
-import vitpose_hf.pipeline as pipeline_module
+from vitpose_hf import defaults
 from vitpose_hf import VitPoseConfig, VitPoseEstimatorOutput, VitPoseModel, get_layout
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.pipeline import KeypointDetectionPipeline
 
+from support.detectors import tiny_detector
 from support.models import tiny_config_kwargs
 
 WIDTH, HEIGHT = 240, 200
@@ -64,28 +64,6 @@ def tiny_model():
 @pytest.fixture(scope="module")
 def pose(tiny_model):
     return pipeline("keypoint-detection", model=tiny_model, device="cpu")
-
-
-def tiny_detector(finds_people: bool, box=(0.5, 0.5, 0.4, 0.8), labels=("person", "car")):
-    """A random tiny YOLOS whose heads are set so that every detection token says `box` (cx, cy, w, h relative)
-    and, when `finds_people`, "person" with certainty (else "no object")."""
-    config = YolosConfig(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=[64, 64],
-        patch_size=16, num_detection_tokens=2, id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
-    )
-    torch.manual_seed(0)
-    model = YolosForObjectDetection(config).eval()
-    with torch.no_grad():
-        classes = model.class_labels_classifier.layers[-1]
-        classes.weight.zero_()
-        classes.bias.zero_()
-        classes.bias[0 if finds_people else -1] = 12.0
-        boxes = model.bbox_predictor.layers[-1]
-        boxes.weight.zero_()
-        boxes.bias.copy_(torch.logit(torch.tensor(box)))
-    processor = YolosImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
-    return pipeline("object-detection", model=model, image_processor=processor, device="cpu")
 
 
 def assert_plain(value):
@@ -284,7 +262,7 @@ def test_bad_inputs_give_clear_errors(pose, tmp_path):
 
 # Default model, saving, sharing ---------------------------------------------------------------------------------
 def test_default_model_falls_back_to_an_untrained_one_and_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(pipeline_module, "EMBEDDED_MODEL_DIR", tmp_path / "missing")
+    monkeypatch.setattr(defaults, "EMBEDDED_MODEL_DIR", tmp_path / "missing")
     with pytest.warns(UserWarning, match="UNTRAINED"):
         pose = pipeline("keypoint-detection", device="cpu")
     assert isinstance(pose, KeypointDetectionPipeline)
@@ -295,7 +273,7 @@ def test_default_model_is_the_embedded_folder(monkeypatch, tmp_path, tiny_model,
     embedded = tmp_path / "embedded"
     tiny_model.save_pretrained(embedded)
     VitPoseImageProcessor.from_model_config(tiny_model.config).save_pretrained(embedded)
-    monkeypatch.setattr(pipeline_module, "EMBEDDED_MODEL_DIR", embedded)
+    monkeypatch.setattr(defaults, "EMBEDDED_MODEL_DIR", embedded)
     pose = pipeline("keypoint-detection", device="cpu")
     assert pose.model.name_or_path == str(embedded)
     assert not [w for w in recwarn if "UNTRAINED" in str(w.message)]

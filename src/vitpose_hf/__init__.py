@@ -43,6 +43,8 @@ def _register() -> None:
     VitPosePreTrainedModel.foreign_checkpoint_loaders["vitpose"] = _load_builtin_vitpose
     # One class serves both backends: it warps with torch and needs no torchvision. Our config class shares its name
     # with the built-in's, so registering looks up the built-in processor too, which warns without torchvision.
+    # Built-in checkpoints keep loading transformers' processor: ours is found by its own class name
+    # (VitPoseHfImageProcessor) or by our model type, never by the built-in's "VitPoseImageProcessor".
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -56,7 +58,7 @@ def _register() -> None:
     VitPoseConfig.register_for_auto_class()
     VitPoseModel.register_for_auto_class("AutoModel")
     VitPoseImageProcessor.register_for_auto_class("AutoImageProcessor")
-    register_pipeline()  # pipeline("keypoint-detection"), defaulting to the embedded model
+    register_pipeline()  # pipeline("keypoint-detection"), defaulting as vitpose_hf.defaults says
 
 
 _register()

@@ -5,9 +5,10 @@
     vitpose-hf demo                     # the bundled picture, the embedded model, no network
     vitpose-hf evaluate --annotations val.json --images val/ --output results.json
 
-`predict` writes, per image, `<name>.png` (skeletons drawn) and `<name>.json` (the pipeline's people); with
-`--coco-results` also `coco_results.json` in the COCO keypoint results format. `demo` does the same for the bundled
-picture and its boxes, into `demo_output/`.
+`predict` writes, per image, `<name>.png` (skeletons drawn) and `<name>.json` (the pipeline's people), each as soon
+as that image is done; with `--coco-results` also `coco_results.json` in the COCO keypoint results format. Without
+`--model` it runs ViTPose-B from the Hub when cached or reachable, else the embedded model (see vitpose_hf.defaults).
+`demo` does the same for the bundled picture and its boxes with the embedded model, into `demo_output/`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from . import __version__
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE = ASSETS_DIR / "demo.jpg"
@@ -117,22 +120,63 @@ def _write_into_place(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def check_device(device: str | None) -> str | None:
+    """`device` unchanged when this machine has it; else a ValueError naming it (instead of torch's traceback)."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"--device {device!r} is not a device name (e.g. cpu, cuda, cuda:0, mps).") from error
+    backend = getattr(torch, parsed.type, None) if parsed.type != "cpu" else None
+    if backend is not None and hasattr(backend, "is_available") and not backend.is_available():
+        raise ValueError(f"--device {device!r}: no {parsed.type} device is available on this machine.")
+    count = backend.device_count() if backend is not None and hasattr(backend, "device_count") else None
+    if count is not None and parsed.index is not None and parsed.index >= count:
+        raise ValueError(f"--device {device!r}: this machine has {count} {parsed.type} device(s).")
+    return device
+
+
+def _check_folder(option: str, source: str) -> None:
+    """A value written as a path (not `name` or `org/name`) must be an existing folder."""
+    looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1 or os.sep in source
+    if looks_like_path and not os.path.isdir(os.path.expanduser(source)):
+        raise ValueError(f"{option} {source!r}: no such folder (nor a Hub model id).")
+
+
 def build_pipeline(model: str | None, device: str | None, batch_size: int):
-    """The keypoint-detection pipeline of `model` (the embedded default when None)."""
+    """The keypoint-detection pipeline of `model` (when None, the default of vitpose_hf.defaults)."""
     from transformers import pipeline
 
-    import vitpose_hf  # noqa: F401  (registers the task)
-    from vitpose_hf.pipeline import KeypointDetectionPipeline, default_model_path
-    from vitpose_hf.modeling_vitpose import check_local_checkpoint
+    from .defaults import default_model_path
+    from .modeling_vitpose import check_local_checkpoint
+    from .pipeline import KeypointDetectionPipeline
 
+    device = check_device(device)
     if model is not None:
-        check_local_checkpoint(model)  # a missing folder or truncated weights, named (not a Hub error)
+        _check_folder("--model", model)
+        check_local_checkpoint(model)  # truncated weights named (not a Hub error)
+    source = model if model is not None else default_model_path()
+    try:
+        # pipeline_class: a folder written by pipe.save_pretrained loads with the installed code, no trust_remote_code.
+        return pipeline(
+            "keypoint-detection", model=source, device=device, batch_size=batch_size,
+            pipeline_class=KeypointDetectionPipeline,
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"--model {source!r} cannot be loaded: {_one_line(error)}") from error
 
-    # pipeline_class: a folder written by pipe.save_pretrained loads with the installed code, no trust_remote_code.
-    return pipeline(
-        "keypoint-detection", model=model if model is not None else default_model_path(), device=device,
-        batch_size=batch_size, pipeline_class=KeypointDetectionPipeline,
-    )
+
+def load_detector(detector: str, device: Any):
+    """The object-detection pipeline of `detector`, or a ValueError naming it in one line."""
+    from .pipeline import resolve_detector
+
+    try:
+        return resolve_detector(detector, device)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"--detector {detector!r} cannot be used: {_one_line(error)}") from error
 
 
 def results_json(image: str, width: int, height: int, people: list[dict]) -> str:
@@ -163,16 +207,35 @@ def predict(
     Under `accelerate launch` the images are split between the processes (see `vitpose_hf.inference.sharded`);
     the main process returns everything, the others nothing. `resume` keeps images whose outputs are complete.
     """
+    return list(iter_predict(
+        images, output_dir, model=model, boxes=boxes, box_format=box_format, detector=detector,
+        detector_threshold=detector_threshold, flip_test=flip_test, dataset=dataset, draw_threshold=draw_threshold,
+        write_coco_results=write_coco_results, device=device, batch_size=batch_size, pose=pose, resume=resume,
+    ))
+
+
+def iter_predict(
+    images: Sequence[str], output_dir: str | Path, model: str | None = None, boxes: list | None = None,
+    box_format: str = "xywh", detector: str | None = None, detector_threshold: float = 0.5, flip_test: bool = True,
+    dataset: str | None = None, draw_threshold: float = 0.3, write_coco_results: bool = False,
+    device: str | None = None, batch_size: int = 8, pose: Any = None, resume: bool = False,
+) -> Iterator[dict]:
+    """`predict`, reported image by image: alone, each image's files are written, then reported, before the next one
+    starts; under `accelerate launch` the main process reports everything once all processes are done."""
     from .images import load_image
-    from .inference.sharded import launched_process_state, process_device, run_sharded
+    from .inference.sharded import iter_share, launched_process_state, process_device, run_sharded
     from .visualization import draw_pose
 
-    state = launched_process_state()
-    pose = pose if pose is not None else build_pipeline(model, device or process_device(state), batch_size)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     if boxes is not None and len(boxes) != len(images):
         raise ValueError(f"Got {len(boxes)} box lists for {len(images)} images.")
+    if isinstance(detector, str):
+        _check_folder("--detector", detector)  # before the pose model loads
+    state = launched_process_state()
+    pose = pose if pose is not None else build_pipeline(model, device or process_device(state), batch_size)
+    if detector is not None and boxes is None:
+        detector = load_detector(detector, getattr(pose, "device", None))
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
     stems = _output_stems(images, reserved=["coco_results"] if write_coco_results else [])
 
     def outputs(index: int) -> tuple[Path, Path]:
@@ -202,38 +265,54 @@ def predict(
         _write_into_place(record, lambda path: path.write_text(text))
         return entry(index, people)
 
-    done = run_sharded(len(images), run, outputs, reuse if resume else None, state)
-    if done is None:  # not the main process: the main one reports and writes the merged results
-        return []
-    written = [record for record, _ in done]
-    all_results = [result for _, results in done for result in results]
+    all_results = []
+    if state is None:
+        for _, (written, results) in iter_share(len(images), run, outputs, reuse if resume else None):
+            all_results += results
+            yield written
+    else:
+        done = run_sharded(len(images), run, outputs, reuse if resume else None, state)
+        if done is None:  # not the main process: the main one reports and writes the merged results
+            return
+        for written, results in done:
+            all_results += results
+            yield written
     if write_coco_results:
         coco_file = output_dir / "coco_results.json"
         _write_into_place(coco_file, lambda path: path.write_text(json.dumps(all_results)))
-        written.append({"coco_results": str(coco_file), "people": len(all_results)})
-    return written
+        yield {"coco_results": str(coco_file), "people": len(all_results)}
 
 
 def demo(output_dir: str | Path = "demo_output", model: str | None = None, device: str | None = None) -> list[dict]:
     """The whole pipeline on the bundled picture of synthetic figures, with its boxes, offline."""
+    return list(iter_demo(output_dir, model=model, device=device))
+
+
+def iter_demo(output_dir: str | Path = "demo_output", model: str | None = None, device: str | None = None):
+    """`demo` as `iter_predict` reports it; the embedded model unless another is named (it knows these figures)."""
+    from .defaults import embedded_model_path
+
     boxes = json.loads(DEMO_BOXES.read_text())
-    return predict(
-        [str(DEMO_IMAGE)], output_dir, model=model, boxes=[boxes["boxes"]], box_format=boxes.get("box_format", "xywh"),
-        device=device,
+    return iter_predict(
+        [str(DEMO_IMAGE)], output_dir, model=model if model is not None else embedded_model_path(),
+        boxes=[boxes["boxes"]], box_format=boxes.get("box_format", "xywh"), device=device,
     )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitpose-hf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"vitpose-hf {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: VITPOSE_HF_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("predict", help="pose estimation on images: annotated PNG + JSON per image")
     run.add_argument("images", nargs="+", help="image files (or URLs)")
-    run.add_argument("--model", default=None, help="model id or folder (default: the model embedded in the package)")
+    run.add_argument("--model", default=None, help="model id or folder (default: ViTPose-B from the Hub when cached "
+                     "or reachable, else the model embedded in the package)")
     run.add_argument("--boxes", default=None, help="JSON file of person boxes (see vitpose_hf.cli.load_boxes_file)")
     run.add_argument("--box-format", default="xywh", choices=["xywh", "xyxy"])
-    run.add_argument("--detector", default=None, help="object-detection model id or folder whose persons become boxes")
+    run.add_argument("--detector", default=None, help="object-detection model id or folder whose persons become boxes "
+                     "(default without --boxes: RT-DETR from the Hub when cached or reachable, else the whole image)")
     run.add_argument("--detector-threshold", type=float, default=0.5)
     run.add_argument("--dataset", default=None, help="keypoint head of a multi-dataset model (default: the first)")
     run.add_argument("--output-dir", default="vitpose_output")
@@ -243,6 +322,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=8, help="crops per forward")
     run.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the first accelerator, else cpu)")
     run.add_argument("--resume", action="store_true", help="skip images whose PNG and JSON are already complete")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     score = commands.add_parser("evaluate", help="COCO AP / PCKh of a model on an annotated dataset (flip test)")
     score.add_argument("--model", default=None, help="model id or folder (default: the model embedded in the package)")
@@ -263,6 +343,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--output-dir", default="demo_output")
     show.add_argument("--model", default=None, help="another model to run instead of the embedded one")
     show.add_argument("--device", default=None)
+    show.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -282,34 +363,48 @@ def _one_line(error: BaseException) -> str:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"vitpose-hf: warning: {message}", file=sys.stderr)
+    from tqdm import tqdm
+
+    tqdm.write(f"vitpose-hf: warning: {message}", file=sys.stderr)  # above the progress bar, never through it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from tqdm import tqdm
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # weight-loading bars would drown the few lines printed here
+    total = len(args.images) if args.command == "predict" else 1
+    show_bar = not getattr(args, "quiet", True) and sys.stderr.isatty()  # evaluate shows its own progress
     with warnings.catch_warnings():  # restores the warning display afterwards
         warnings.showwarning = _show_warning
-        try:
-            written = _run(args)
-        except EXPECTED_ERRORS as error:
-            if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
-                raise
-            print(f"vitpose-hf {args.command}: error: {_one_line(error)}", file=sys.stderr)
-            return 2
-    if written and "model" in written[0]:
-        print(f"model: {written[0]['model']}")
-    for entry in written:
-        if "coco_results" in entry:
-            print(f"{entry['coco_results']}: {entry['people']} people in COCO results format")
-        else:
-            print(f"{entry['image']}: {entry['people']} people -> {entry['png']}, {entry['json']}")
+        with tqdm(total=total, unit="image", file=sys.stderr, disable=not show_bar, dynamic_ncols=True) as bar:
+            try:
+                for number, entry in enumerate(_run(args)):
+                    _report(entry, first=number == 0)
+                    bar.update("image" in entry)
+            except EXPECTED_ERRORS as error:
+                if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                    raise
+                bar.close()
+                print(f"vitpose-hf {args.command}: error: {_one_line(error)}", file=sys.stderr)
+                return 2
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> list[dict]:
+def _report(entry: dict, first: bool) -> None:
+    """One stdout line per written image, as soon as it is written (above the progress bar)."""
+    from tqdm import tqdm
+
+    if first and "model" in entry:
+        tqdm.write(f"model: {entry['model']}", file=sys.stdout)
+    if "coco_results" in entry:
+        tqdm.write(f"{entry['coco_results']}: {entry['people']} people in COCO results format", file=sys.stdout)
+    else:
+        tqdm.write(f"{entry['image']}: {entry['people']} people -> {entry['png']}, {entry['json']}", file=sys.stdout)
+
+
+def _evaluate(args: argparse.Namespace) -> Iterator[dict]:
     from .inference.evaluate import evaluate_model
 
     report = evaluate_model(
@@ -321,16 +416,16 @@ def _evaluate(args: argparse.Namespace) -> list[dict]:
         print(f"model: {report['model']} ({report['num_processes']} process(es))")
         print(" ".join(f"{name} {value:.4f}" for name, value in report["metrics"].items()))
         print(f"-> {report['output']}")
-    return []
+    return iter(())
 
 
-def _run(args: argparse.Namespace) -> list[dict]:
+def _run(args: argparse.Namespace) -> Iterator[dict]:
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "demo":
-        return demo(args.output_dir, model=args.model, device=args.device)
+        return iter_demo(args.output_dir, model=args.model, device=args.device)
     boxes = load_boxes_file(args.boxes, args.images) if args.boxes else None
-    return predict(
+    return iter_predict(
         args.images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
         detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
         dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,

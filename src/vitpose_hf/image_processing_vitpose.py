@@ -116,9 +116,13 @@ def _as_image_list(images: Any) -> list:
     raise TypeError(f"images must be an image or a list/batch of images, got {type(images).__name__}.")
 
 
-class VitPoseImageProcessor(BaseImageProcessor):
+class VitPoseHfImageProcessor(BaseImageProcessor):
     r"""
     Crops people out of images for ViTPose and turns its heatmaps back into keypoints.
+
+    Public name `VitPoseImageProcessor`. The class itself is named apart from transformers' built-in
+    `VitPoseImageProcessor`, because AutoImageProcessor finds processors by the class name saved in
+    `preprocessor_config.json`: a shared name would hand this class to the built-in checkpoints too.
 
     Args:
         do_affine_transform: crop every box with the affine warp (else each image already is one crop of `size`).
@@ -431,4 +435,6 @@ class VitPoseImageProcessor(BaseImageProcessor):
         return results
 
 
-__all__ = ["VitPoseImageProcessor"]
+VitPoseImageProcessor = VitPoseHfImageProcessor
+
+__all__ = ["VitPoseHfImageProcessor", "VitPoseImageProcessor"]

@@ -3,9 +3,9 @@
     import vitpose_hf
     from transformers import pipeline
 
-    pose = pipeline("keypoint-detection")                       # the model embedded in the package
+    pose = pipeline("keypoint-detection")                       # ViTPose-B from the Hub, else the embedded model
     people = pose("street.jpg", detector="facebook/detr-resnet-50")
-    people = pose(image, boxes=[[x, y, w, h], ...])             # or known boxes; neither: the whole image
+    people = pose(image, boxes=[[x, y, w, h], ...])             # or known boxes; neither: the default detector
 
 Top-down pose estimation: each person box becomes one crop, the crops of all images are batched through the model
 (`batch_size` crops per forward, twice that with the flip test) and every crop's heatmaps are decoded back into image
@@ -21,14 +21,10 @@ imports sibling modules of the package (relative, flat) so that the copied files
 
 from __future__ import annotations
 
-import atexit
 import collections.abc
 import inspect
 import os
-import shutil
-import tempfile
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,54 +37,16 @@ from transformers.utils import ModelOutput
 
 from .boxes import boxes_per_image, boxes_to_xyxy, check_box_format
 from .codec import flip_images
+from .defaults import DEFAULT_DETECTOR_ID, default_detector, default_model_path
 from .image_processing_vitpose import VitPoseImageProcessor
 from .images import load_image
 
 TASK = "keypoint-detection"
-EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "embedded"
 DEFAULT_BATCH_SIZE = 8
+_UNRESOLVED = object()
 
 
 # Default model ----------------------------------------------------------------------------------------------------
-_FALLBACK_DIR: str | None = None
-
-
-def default_model_path() -> str:
-    """Folder of the model used when no model is given: the one embedded in the package.
-
-    Where the embedded model is missing (a source checkout before training), a tiny untrained model is written to a
-    temporary folder instead, with a warning: its keypoints are meaningless, but every code path runs.
-    """
-    if (EMBEDDED_MODEL_DIR / "config.json").is_file():
-        return str(EMBEDDED_MODEL_DIR)
-    warnings.warn(
-        f"No embedded model in {EMBEDDED_MODEL_DIR}: using a tiny UNTRAINED ViTPose instead, whose keypoints are "
-        "random. Train one (see README) or pass model=... (e.g. a converted official checkpoint).",
-        UserWarning,
-        stacklevel=2,
-    )
-    return _untrained_fallback_model()
-
-
-def _untrained_fallback_model() -> str:
-    global _FALLBACK_DIR
-    if _FALLBACK_DIR is None or not os.path.isdir(_FALLBACK_DIR):
-        from .configuration_vitpose import VitPoseConfig
-        from .modeling_vitpose import VitPoseModel
-
-        folder = tempfile.mkdtemp(prefix="vitpose_hf-untrained-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        config = VitPoseConfig(
-            hidden_size=64, num_hidden_layers=2, num_attention_heads=2, decoder_channels=32, drop_path_rate=0.0
-        )
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            VitPoseModel(config).save_pretrained(folder)
-        VitPoseImageProcessor.from_model_config(config).save_pretrained(folder)
-        _FALLBACK_DIR = folder
-    return _FALLBACK_DIR
-
-
 class _LazyDefault(dict):
     """The registry's `{"model": (path, revision)}`, looked up only when `pipeline()` actually needs a default."""
 
@@ -227,7 +185,8 @@ class KeypointDetectionPipeline(ChunkPipeline):
             A fifth column, if present, is the box score (e.g. from an external detector).
         box_format: "xywh" (COCO) or "xyxy".
         detector: where no boxes are given, an object detector (model id, model, pipeline) whose "person" detections
-            become the boxes. Without boxes and detector, the whole image is one box.
+            become the boxes. Without one, the default person detector when it is cached or reachable (see
+            `defaults.py`); failing that, the whole image is one box, with a warning.
         detector_threshold: minimum detection score of a person.
         flip_test: also run the mirrored crops and average the heatmaps (the paper's evaluation setting).
         threshold: passed to `post_process_pose_estimation`.
@@ -253,6 +212,8 @@ class KeypointDetectionPipeline(ChunkPipeline):
             kwargs["model"] = _as_vitpose_hf_model(kwargs["model"])
         elif args:
             args = (_as_vitpose_hf_model(args[0]), *args[1:])
+        self._default_detector: Any = _UNRESOLVED  # looked up once, when first needed
+        self._warned_whole_image = False
         super().__init__(*args, **kwargs)
         if self.image_processor is None:
             self.image_processor = _processor_for(self.model)
@@ -301,6 +262,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
 
     def __call__(self, images: Any, boxes: Any = None, **kwargs) -> list:
         """Pose estimation on one image (returns its list of people) or on many (a list of such lists)."""
+        self._warned_whole_image = False  # the whole-image fallback warns once per call
         if isinstance(images, (collections.abc.Iterator, torch.utils.data.Dataset)):
             if boxes is not None:
                 raise ValueError("boxes cannot be zipped with a generator or dataset of images; yield dicts instead.")
@@ -339,11 +301,14 @@ class KeypointDetectionPipeline(ChunkPipeline):
             given = request["boxes"]
             boxes = boxes_to_xyxy(given[:, :4], box_format)
             box_scores = given[:, 4] if given.shape[1] == 5 else np.ones(len(boxes))
-        elif detector is not None:
-            boxes, box_scores = detect_people(detector, image, detector_threshold, index)
         else:
-            boxes = np.array([[0.0, 0.0, image.width, image.height]])
-            box_scores = np.ones(1)
+            detector = detector if detector is not None else self._default_person_detector()
+            if detector is not None:
+                boxes, box_scores = detect_people(detector, image, detector_threshold, index)
+            else:
+                self._warn_whole_image()
+                boxes = np.array([[0.0, 0.0, image.width, image.height]])
+                box_scores = np.ones(1)
 
         height, width = self.image_processor.size["height"], self.image_processor.size["width"]
         if len(boxes) == 0:
@@ -368,6 +333,23 @@ class KeypointDetectionPipeline(ChunkPipeline):
         """The head's crop and decoding settings from the model config, as a plain dict (the Hub copy's class
         differs from the processor's)."""
         return self.model.config.head_codec(dataset).to_dict()
+
+    def _default_person_detector(self) -> Any:
+        """The default person detector (resolved once per pipeline), or None when it is neither cached nor reachable."""
+        if self._default_detector is _UNRESOLVED:
+            source = default_detector()
+            self._default_detector = None if source is None else self._detector(source)
+        return self._default_detector
+
+    def _warn_whole_image(self) -> None:
+        if not self._warned_whole_image:
+            self._warned_whole_image = True
+            warnings.warn(
+                "no boxes and no detector: treating the whole image as one person (give boxes or a detector, or get "
+                f"the default person detector once: `hf download {DEFAULT_DETECTOR_ID}`).",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def _forward(self, inputs: dict, flip_test: bool = True, dataset: int | str | None = None) -> dict:
         valid = inputs["valid"]
@@ -427,15 +409,22 @@ class KeypointDetectionPipeline(ChunkPipeline):
 
 
 def register_pipeline() -> None:
-    """Register "keypoint-detection" with transformers, the embedded model as its default."""
+    """Register "keypoint-detection" with transformers, defaulting as `defaults.py` says."""
+    from .modeling_vitpose import VitPoseModel
+
     if PIPELINE_REGISTRY.supported_tasks.get(TASK, {}).get("impl") is KeypointDetectionPipeline:
         return
+    # VitPoseModel first: it also loads transformers' built-in "vitpose" checkpoints (the Hub default among them),
+    # which AutoModel would load as transformers' own class.
     PIPELINE_REGISTRY.register_pipeline(
-        TASK, pipeline_class=KeypointDetectionPipeline, pt_model=AutoModel, default=_LazyDefault(), type="image"
+        TASK, pipeline_class=KeypointDetectionPipeline, pt_model=(VitPoseModel, AutoModel), default=_LazyDefault(),
+        type="image",
     )
-    # What pipe.save_pretrained writes into the config as `custom_pipelines`: no default (it names a local folder).
+    # What pipe.save_pretrained writes into the config as `custom_pipelines`: no default (it names a local folder),
+    # and only AutoModel, the class a copy without the package can name.
     impl = dict(PIPELINE_REGISTRY.supported_tasks[TASK])
     impl.pop("default", None)
+    impl["pt"] = (AutoModel,)
     KeypointDetectionPipeline._registered_impl = {TASK: impl}
 
 

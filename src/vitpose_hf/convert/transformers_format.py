@@ -185,6 +185,7 @@ def load_transformers_vitpose(cls, path_or_id, strict: bool = True, **kwargs):
     state = source.state_dict()
     config = config_from_transformers(source.config, num_keypoints=state["head.conv.weight"].shape[0])
     model = cls(config)
+    model.name_or_path = source.name_or_path  # where it came from, as any from_pretrained model says
     converted = transformers_to_ours(state, config)
     missing, unexpected = model.load_state_dict(converted, strict=False)
     if strict and (missing or unexpected):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +52,20 @@ def outputs_complete(paths: Sequence[str | Path]) -> bool:
     return True
 
 
+def iter_share(
+    count: int,
+    run: Callable[[int], T],
+    outputs: Callable[[int], Sequence[str | Path]],
+    reuse: Callable[[int], T] | None = None,
+    process_state: Any | None = None,
+) -> Iterator[tuple[int, T]]:
+    """(i, `run(i)`) for this process's share of `range(count)`, one at a time (or `reuse(i)` where `reuse` is given
+    and the outputs of `i` are complete): a single process reports each item as soon as it is done."""
+    for index in process_share(count, process_state):
+        complete = reuse is not None and outputs_complete(outputs(index))
+        yield index, (reuse(index) if complete else run(index))
+
+
 def run_sharded(
     count: int,
     run: Callable[[int], T],
@@ -65,9 +79,8 @@ def run_sharded(
     Every process must call this (the gather is collective).
     """
     positions, values = [], []
-    for index in process_share(count, process_state):
-        complete = reuse is not None and outputs_complete(outputs(index))
-        values.append(reuse(index) if complete else run(index))
+    for index, value in iter_share(count, run, outputs, reuse, process_state):
         positions.append(index)
+        values.append(value)
     ordered = gather_in_order(positions, values, count, process_state)
     return ordered if is_main_process(process_state) else None
