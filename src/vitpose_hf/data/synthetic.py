@@ -347,6 +347,21 @@ def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def annotated_keypoints(person: SyntheticPerson, names: list[str], owner: np.ndarray, index: int) -> np.ndarray:
+    """(K, 3) COCO keypoints (x, y, visibility) of `person`, drawn with value `index` in the id buffer `owner`
+    (H, W): 2 where its own pixel is on top, 1 where something drawn later hides it, 0 (and x = y = 0) outside the
+    image or for a face point seen from the back."""
+    height, width = owner.shape
+    xy = np.stack([person.points[name] for name in names])
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] <= width - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= height - 1)
+    labelled = inside & np.array([person.facing_front or name not in FACE_POINTS for name in names])
+    px = np.clip(np.round(xy[:, 0]).astype(int), 0, width - 1)
+    py = np.clip(np.round(xy[:, 1]).astype(int), 0, height - 1)
+    shown = owner[py, px] == index
+    visibility = np.where(labelled, np.where(shown, 2, 1), 0)
+    return np.concatenate([np.where(labelled[:, None], xy, 0.0), visibility[:, None]], axis=1)
+
+
 def render_scene(
     rng: np.random.Generator,
     layout: str | KeypointLayout = "coco",
@@ -409,14 +424,7 @@ def render_scene(
     owner = np.asarray(id_mask)
     annotations = []
     for index, person in enumerate(people, start=1):
-        xy = np.stack([person.points[name] for name in names])
-        inside = (xy[:, 0] >= 0) & (xy[:, 0] <= width - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= height - 1)
-        labelled = inside & np.array([person.facing_front or name not in FACE_POINTS for name in names])
-        px = np.clip(np.round(xy[:, 0]).astype(int), 0, width - 1)
-        py = np.clip(np.round(xy[:, 1]).astype(int), 0, height - 1)
-        shown = owner[py, px] == index
-        visibility = np.where(labelled, np.where(shown, 2, 1), 0)
-        keypoints = np.concatenate([np.where(labelled[:, None], xy, 0.0), visibility[:, None]], axis=1)
+        keypoints = annotated_keypoints(person, names, owner, index)
         x0, y0, x1, y1 = extents[index - 1]
         x0, y0 = max(0.0, x0), max(0.0, y0)
         x1, y1 = min(float(width), x1), min(float(height), y1)
@@ -501,13 +509,23 @@ def generate_synthetic_dataset(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a synthetic COCO-format keypoint dataset.")
     parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--num-images", required=True, type=int)
+    parser.add_argument("--num-images", type=int, help="images to write (required without --video)")
     parser.add_argument("--layout", default="coco", help="a human keypoint layout: coco, mpii, aic, crowdpose, ...")
     parser.add_argument("--seed", default=0, type=int)
     parser.add_argument("--image-size", nargs=2, type=int, default=(256, 256), metavar=("W", "H"))
     parser.add_argument("--max-people", default=3, type=int)
     parser.add_argument("--image-format", default="jpg", choices=("jpg", "png"))
+    parser.add_argument("--video", action="store_true",
+                        help="write a video with known tracks instead (see vitpose_hf.data.synthetic_video)")
+    parser.add_argument("--num-frames", default=60, type=int, help="with --video: frames of the video")
     args = parser.parse_args(argv)
+    if args.video:
+        from .synthetic_video import main as video_main
+
+        video_main(argv)
+        return
+    if args.num_images is None:
+        parser.error("--num-images is required (or --video)")
     start = time.perf_counter()
     path = generate_synthetic_dataset(
         args.output_dir, args.num_images, args.layout, args.seed, tuple(args.image_size), args.max_people,
