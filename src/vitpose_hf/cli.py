@@ -5,7 +5,9 @@
     vitpose-hf demo                     # the bundled picture, the embedded model, no network
 
 `predict` writes, per image, `<name>.png` (skeletons drawn) and `<name>.json` (the pipeline's people); with
-`--coco-results` also `coco_results.json` in the COCO keypoint results format. `demo` does the same for the bundled
+`--coco-results` also `coco_results.json` in the COCO keypoint results format. A video (.mp4, .avi, .mov, .mkv,
+.webm) gets `<name>.mp4` (every frame, skeletons and track ids drawn) and `<name>.jsonl` (one frame per line, people
+with a `track_id`); see `vitpose_hf.video`. `demo` does the same for the bundled
 picture and its boxes, into `demo_output/`.
 """
 
@@ -194,6 +196,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--draw-threshold", type=float, default=0.3, help="joints scoring less are not drawn")
     run.add_argument("--batch-size", type=int, default=8, help="crops per forward")
     run.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the first accelerator, else cpu)")
+    run.add_argument("--detect-every", type=int, default=1, help="videos: detections on every Nth frame only")
+    run.add_argument("--smooth", action="store_true", help="videos: One-Euro smoothing of tracked keypoints")
 
     show = commands.add_parser("demo", help="the bundled picture with the embedded model, offline")
     show.add_argument("--output-dir", default="demo_output")
@@ -215,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             written = _run(args)
-        except (FileNotFoundError, ValueError, TypeError) as error:
+        except (FileNotFoundError, ValueError, TypeError, ImportError) as error:
             print(f"vitpose-hf {args.command}: error: {error}", file=sys.stderr)
             return 2
     if written and "model" in written[0]:
@@ -223,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for entry in written:
         if "coco_results" in entry:
             print(f"{entry['coco_results']}: {entry['people']} people in COCO results format")
+        elif "output_video" in entry:
+            print(f"{entry['video']}: {entry['frames']} frames, {entry['tracks']} tracks -> {entry['output_video']}, "
+                  f"{entry['jsonl']}")
         else:
             print(f"{entry['image']}: {entry['people']} people -> {entry['png']}, {entry['json']}")
     return 0
@@ -231,9 +238,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> list[dict]:
     if args.command == "demo":
         return demo(args.output_dir, model=args.model, device=args.device)
-    boxes = load_boxes_file(args.boxes, args.images) if args.boxes else None
+    videos = [path for path in args.images if _is_video(path)]
+    if videos:
+        return _predict_videos(args, videos) + (_run_images(args, [p for p in args.images if p not in videos])
+                                                if len(videos) < len(args.images) else [])
+    return _run_images(args, args.images)
+
+
+def _is_video(path: str) -> bool:
+    from .video.io import is_video_path
+
+    return is_video_path(path)
+
+
+def _predict_videos(args: argparse.Namespace, videos: list[str]) -> list[dict]:
+    """Track each video; a boxes file then holds COCO detections whose image_id is the frame index."""
+    from .video.predict import predict_video
+
+    if args.boxes and len(videos) != len(args.images):
+        raise ValueError("--boxes with a video applies to that video only: give the video alone.")
+    if args.boxes and len(videos) > 1:
+        raise ValueError(f"--boxes holds the detections of one video, got {len(videos)} videos.")
+    pose = build_pipeline(args.model, args.device, args.batch_size)
+    stems = _output_stems(videos)
+    return [
+        predict_video(pose, video, args.output_dir, draw_threshold=args.draw_threshold, name=stem, boxes=args.boxes,
+                      box_format=args.box_format, detector=None if args.boxes else args.detector,
+                      detector_threshold=args.detector_threshold, detect_every=args.detect_every, smooth=args.smooth,
+                      flip_test=not args.no_flip, dataset=args.dataset)
+        for video, stem in zip(videos, stems)
+    ]
+
+
+def _run_images(args: argparse.Namespace, images: list[str]) -> list[dict]:
+    boxes = load_boxes_file(args.boxes, images) if args.boxes else None
     return predict(
-        args.images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
+        images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
         detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
         dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,
         device=args.device, batch_size=args.batch_size,
