@@ -91,17 +91,32 @@ def test_tracker_frees_ids_of_leavers_and_never_reuses_them():
     assert tracker.update([_person(14, 10), _person(200, 10)], 9) == [2, 1]
 
 
+def test_carried_people_continue_their_track_and_motion_is_followed():
+    tracker = PoseTracker(SIGMAS)
+    for frame in range(3):  # moving 10 px per frame
+        tracker.update([_person(10 + 10 * frame, 10), _person(300, 10)], frame)
+    boxes, ids = tracker.carried_boxes(3)
+    assert ids == [0, 1]
+    assert (boxes[0, 0] + boxes[0, 2]) / 2 == pytest.approx(20 + 40, abs=1e-6)  # carried to where it will be
+    # The people found in carried boxes continue the tracks the boxes came from, whatever their order.
+    assert tracker.update([_person(300, 10), _person(40, 10)], 3, track_ids=[1, 0]) == [1, 0]
+    # A fast mover missed for 3 frames is still matched where its motion puts it.
+    assert tracker.update([_person(300, 10)], 4) == [1]
+    assert tracker.update([_person(10 + 10 * 8, 10), _person(300, 10)], 8) == [0, 1]
+
+
 def test_pose_guided_boxes_carried_on_frames_without_detections():
     tracker = PoseTracker(SIGMAS)
     person = _person(50, 20)
     person["scores"][15:] = [0.1, 0.1]  # ankles unsure: not part of the box
     tracker.update([person], 0)
-    carried = tracker.carried_boxes(1, image_size=(120, 200))
+    carried, ids = tracker.carried_boxes(1, image_size=(120, 200))
+    assert ids == [0]
     keypoints = np.asarray(person["keypoints"])[:15]
     low, high = keypoints.min(axis=0), keypoints.max(axis=0)
     center, half = (low + high) / 2, (high - low) / 2 * 1.25
     np.testing.assert_allclose(carried, [np.concatenate([center - half, center + half])])
-    assert tracker.carried_boxes(3).shape == (0, 4)  # only people seen on the previous frame are followed
+    assert tracker.carried_boxes(3)[0].shape == (0, 4)  # only people seen on the previous frame are followed
     assert pose_guided_box(np.zeros((17, 2)), np.zeros(17)) is None
 
 

@@ -98,18 +98,20 @@ def _frame_boxes(boxes: Mapping[int, Any], index: int, box_format: str) -> np.nd
     return np.concatenate([boxes_to_xyxy(array[:, :4], box_format), scores], axis=1)
 
 
-def _deduplicate(people: list[dict], sigmas: np.ndarray) -> list[dict]:
-    """Drop carried people whose OKS with a better one exceeds DUPLICATE_OKS (two tracks collapsed onto one body)."""
+def _deduplicate(people: list[dict], continuity: np.ndarray, sigmas: np.ndarray) -> list[int]:
+    """Indices of the carried people to keep. Where two tracks collapsed onto one body (OKS above DUPLICATE_OKS),
+    the person that best continues its own track (`continuity`) is kept: the other track's person was hidden and
+    its box slid onto whoever hid it."""
     if len(people) < 2:
-        return people
+        return list(range(len(people)))
     results = []
     for index, person in enumerate(people):
         keypoints = np.concatenate([np.asarray(person["keypoints"]), np.asarray(person["scores"])[:, None]], axis=1)
         x0, y0, x1, y1 = person["bbox"]
         results.append({"image_id": 0, "keypoints": keypoints.reshape(-1).tolist(), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "score": float(np.mean(person["scores"])), "index": index})
+                        "score": float(continuity[index]), "index": index})
     kept = oks_nms(results, DUPLICATE_OKS, sigmas)
-    return [people[i] for i in sorted(result["index"] for result in kept)]
+    return sorted(result["index"] for result in kept)
 
 
 def track_video(
@@ -155,8 +157,9 @@ def track_video(
     smoother = smoother if smoother is not None else (KeypointSmoother() if smooth else None)
     call = {"box_format": "xyxy", "flip_test": flip_test, "dataset": dataset}
 
-    def finish(index: int, time: float, image: Image.Image, people: list[dict], detected: bool) -> TrackedFrame:
-        ids = tracker.update(people, index)
+    def finish(index: int, time: float, image: Image.Image, people: list[dict], detected: bool,
+               carried_ids: list[int] | None = None) -> TrackedFrame:
+        ids = tracker.update(people, index, carried_ids)
         tracked = []
         for track_id, person in zip(ids, people):
             person = {"track_id": track_id, **person}
@@ -193,9 +196,10 @@ def track_video(
                 yield from flush()
             continue
         yield from flush()  # the carried boxes need every earlier frame tracked
-        carried = tracker.carried_boxes(index, (image.height, image.width))
+        carried, carried_ids = tracker.carried_boxes(index, (image.height, image.width))
         people = pose(image, boxes=carried, **call) if len(carried) else []
-        yield finish(index, time, image, _deduplicate(people, sigmas), False)
+        kept = _deduplicate(people, tracker.continuity(people, carried_ids, index), sigmas)
+        yield finish(index, time, image, [people[i] for i in kept], False, [carried_ids[i] for i in kept])
     yield from flush()
 
 

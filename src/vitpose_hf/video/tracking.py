@@ -3,9 +3,14 @@
 Matching: the similarity of every (track, person) pair is the OKS of the person's keypoints with the track's last
 keypoints (the same OKS as OKS-NMS, `keypoint_oks`, with the layout's sigmas), the IoU of their boxes, or (default)
 the mean of both: where people overlap, top-down poses of neighbouring boxes drift onto the same body and OKS alone
-swaps identities, while boxes alone ignore the pose; the mean keeps both cues. Pairs are
+swaps identities, while boxes alone ignore the pose; the mean keeps both cues, and a person whose pose coincides with
+another's in the same frame (OKS above `crowded_oks`) is matched by its box only. Pairs are
 then taken greedily, most similar first, each track and each person at most once, and only above `threshold`.
 Unmatched people start new tracks.
+
+Motion: each track keeps the smoothed velocity of its box centre; tracks are compared with, and boxes carried to,
+where that constant velocity puts them on the new frame (as SORT's motion model, without its Kalman filter), so
+that fast movers and people missed for a few frames are still found.
 
 Identities: ids are 0, 1, 2, ... in order of appearance and are never reused within one tracker (one video), so an
 id always names one person in the output. A track unmatched for more than `max_missed` consecutive frames ends (the
@@ -13,13 +18,14 @@ person left, or was lost): it is no longer matched, and whoever appears later ge
 frames a person who was hidden is matched to its old track again.
 
 Pose-guided boxes: on frames without detections, each live track's box is the bounding box of its confident
-keypoints, enlarged (`pose_guided_box`), so that the pose model can follow people between detector runs.
+keypoints, enlarged (`pose_guided_box`), so that the pose model can follow people between detector runs; the person
+found in a carried box continues the track the box came from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -93,10 +99,15 @@ class Track:
     bbox: np.ndarray
     last_frame: int
     first_frame: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # box centre, pixels per frame (smoothed)
 
     @property
     def area(self) -> float:
         return float(max(self.bbox[2] - self.bbox[0], 1.0) * max(self.bbox[3] - self.bbox[1], 1.0))
+
+    def shift(self, frame_index: int) -> np.ndarray:
+        """Where the track's constant-velocity motion has moved it by `frame_index` (x, y offset)."""
+        return self.velocity * (frame_index - self.last_frame)
 
 
 class PoseTracker:
@@ -108,10 +119,11 @@ class PoseTracker:
         threshold: minimum similarity of a match (0.3, as mmpose's tracking threshold).
         max_missed: frames a track survives without a match before it ends.
         keypoint_threshold: keypoints scoring below it do not count in the OKS, nor in pose-guided boxes.
+        crowded_oks: with "oks+iou", people whose OKS with another person of the frame exceeds it match by box.
     """
 
     def __init__(self, sigmas: Sequence[float], metric: str = "oks+iou", threshold: float = 0.3, max_missed: int = 10,
-                 keypoint_threshold: float = 0.3) -> None:
+                 keypoint_threshold: float = 0.3, crowded_oks: float = 0.5) -> None:
         if metric not in MATCH_METRICS:
             raise ValueError(f"metric must be one of {MATCH_METRICS}, got {metric!r}.")
         if max_missed < 0:
@@ -121,17 +133,20 @@ class PoseTracker:
         self.threshold = float(threshold)
         self.max_missed = int(max_missed)
         self.keypoint_threshold = float(keypoint_threshold)
+        self.crowded_oks = float(crowded_oks)
         self.tracks: list[Track] = []
         self.next_id = 0
 
     def active_ids(self) -> list[int]:
         return [track.track_id for track in self.tracks]
 
-    def _similarity(self, people: Sequence[dict]) -> np.ndarray:
-        if not self.tracks or not people:
-            return np.zeros((len(self.tracks), len(people)))
+    def _similarity(self, tracks: list[Track], people: Sequence[dict], frame_index: int) -> np.ndarray:
+        """(tracks, people) similarities by `metric`, each track moved to where its motion puts it on
+        `frame_index`."""
+        if not tracks or not people:
+            return np.zeros((len(tracks), len(people)))
         boxes = np.asarray([person["bbox"] for person in people], dtype=np.float64)
-        iou = box_iou(np.stack([track.bbox for track in self.tracks]), boxes)
+        iou = box_iou(np.stack([track.bbox + np.tile(track.shift(frame_index), 2) for track in tracks]), boxes)
         if self.metric == "iou":
             return iou
         others = np.stack([
@@ -143,23 +158,49 @@ class PoseTracker:
             raise ValueError(f"People have {others.shape[1]} keypoints; the tracker has {len(self.sigmas)} sigmas.")
         areas = (boxes[:, 2:] - boxes[:, :2]).clip(1).prod(axis=1)
         rows = []
-        for track in self.tracks:
+        for track in tracks:
             # Only keypoints confident in both frames count: the track's unsure ones say nothing about identity.
             masked = others.copy()
             masked[:, track.scores < self.keypoint_threshold, 2] = 0
-            rows.append(keypoint_oks(track.keypoints, masked, track.area, areas, self.sigmas, self.keypoint_threshold))
+            rows.append(keypoint_oks(track.keypoints + track.shift(frame_index), masked, track.area, areas, self.sigmas,
+                                     self.keypoint_threshold))
         oks = np.stack(rows)
-        return oks if self.metric == "oks" else (oks + iou) / 2
+        if self.metric == "oks":
+            return oks
+        # People whose poses coincide (crowding pulled two crops onto one body) are told apart by their boxes only.
+        crowded = np.zeros(len(people), dtype=bool)
+        for j in range(len(people)):
+            rest = np.delete(np.arange(len(people)), j)
+            if len(rest):
+                with_others = keypoint_oks(others[j], others[rest], areas[j], areas[rest], self.sigmas,
+                                           self.keypoint_threshold)
+                crowded[j] = with_others.max() > self.crowded_oks
+        return np.where(crowded[None, :], iou, (oks + iou) / 2)
 
-    def update(self, people: Sequence[dict], frame_index: int) -> list[int]:
+    def update(self, people: Sequence[dict], frame_index: int, track_ids: Sequence[int | None] | None = None
+               ) -> list[int]:
         """Track ids of `people` (dicts with "keypoints", "scores", "bbox" xyxy) seen on frame `frame_index`; the
-        tracks are updated and those unmatched for more than `max_missed` frames are ended."""
-        similarity = self._similarity(people)
+        tracks are updated and those unmatched for more than `max_missed` frames are ended.
+
+        `track_ids` gives, per person, the live track its box was carried from (`carried_boxes`): that person
+        continues the track without matching; people without one (None) are matched as usual.
+        """
         ids: list[int | None] = [None] * len(people)
+        by_id = {track.track_id: track for track in self.tracks}
+        for col, track_id in enumerate(track_ids if track_ids is not None else []):
+            if track_id is not None:
+                if track_id not in by_id:
+                    raise ValueError(f"Person {col} of frame {frame_index} continues track {track_id}, which is not "
+                                     "live.")
+                ids[col] = int(track_id)
+                self._refresh(by_id.pop(track_id), people[col], frame_index)
+        free_tracks = [track for track in self.tracks if track.track_id in by_id]
+        free_people = [col for col in range(len(people)) if ids[col] is None]
+        similarity = self._similarity(free_tracks, [people[col] for col in free_people], frame_index)
         for row, col in greedy_match(similarity, self.threshold):
-            track = self.tracks[row]
-            ids[col] = track.track_id
-            self._refresh(track, people[col], frame_index)
+            track = free_tracks[row]
+            ids[free_people[col]] = track.track_id
+            self._refresh(track, people[free_people[col]], frame_index)
         for col, person in enumerate(people):
             if ids[col] is None:
                 track = Track(self.next_id, np.zeros(0), np.zeros(0), np.zeros(4), frame_index, frame_index)
@@ -170,27 +211,41 @@ class PoseTracker:
         self.tracks = [track for track in self.tracks if frame_index - track.last_frame <= self.max_missed]
         return [int(i) for i in ids]
 
+    def continuity(self, people: Sequence[dict], track_ids: Sequence[int], frame_index: int) -> np.ndarray:
+        """Similarity (by `metric`) of each person of frame `frame_index` to the live track `track_ids[i]` it was
+        carried from: how well it continues that track rather than jumping to someone else."""
+        by_id = {track.track_id: track for track in self.tracks}
+        return np.array([self._similarity([by_id[i]], [person], frame_index)[0, 0]
+                         for person, i in zip(people, track_ids)])
+
     @staticmethod
     def _refresh(track: Track, person: dict, frame_index: int) -> None:
+        bbox = np.asarray(person["bbox"], dtype=np.float64).reshape(4)
+        if frame_index > track.last_frame:  # not a new track: update the motion (half old, half new)
+            step = ((bbox[:2] + bbox[2:]) - (track.bbox[:2] + track.bbox[2:])) / 2 / (frame_index - track.last_frame)
+            track.velocity = (track.velocity + step) / 2 if track.last_frame > track.first_frame else step
         track.keypoints = np.asarray(person["keypoints"], dtype=np.float64).reshape(-1, 2)
         track.scores = np.asarray(person["scores"], dtype=np.float64).reshape(-1)
-        track.bbox = np.asarray(person["bbox"], dtype=np.float64).reshape(4)
+        track.bbox = bbox
         track.last_frame = frame_index
 
     def carried_boxes(self, frame_index: int, image_size: tuple[int, int] | None = None,
-                      padding: float = 1.25) -> np.ndarray:
-        """Pose-guided xyxy boxes (N, 4) of the tracks seen on the previous frame, for a frame without detections.
+                      padding: float = 1.25) -> tuple[np.ndarray, list[int]]:
+        """Pose-guided xyxy boxes (N, 4) of the tracks seen on the previous frame, for a frame without detections,
+        and those tracks' ids (pass them to `update` with the people found in the boxes).
 
         Only tracks matched on `frame_index - 1` are carried: a person lost once is not searched for blindly.
         """
-        boxes = []
+        boxes, ids = [], []
         for track in self.tracks:
             if track.last_frame != frame_index - 1:
                 continue
-            box = pose_guided_box(track.keypoints, track.scores, self.keypoint_threshold, padding, image_size)
+            box = pose_guided_box(track.keypoints + track.shift(frame_index), track.scores, self.keypoint_threshold,
+                                  padding, image_size)
             if box is not None:
                 boxes.append(box)
-        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+                ids.append(track.track_id)
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), ids
 
 
 __all__ = ["MATCH_METRICS", "PoseTracker", "Track", "box_iou", "greedy_match", "pose_guided_box"]
