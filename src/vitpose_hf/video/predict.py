@@ -134,8 +134,8 @@ def track_video(
     Args:
         pose: a keypoint-detection pipeline (`pipeline("keypoint-detection")`).
         source: a video file or a stream URL ffmpeg opens.
-        boxes: a boxes file (COCO detection results, image_id = frame index) or a mapping frame -> boxes in
-            `box_format` (optionally a fifth score column).
+        boxes: a boxes file (COCO detection results, xywh, image_id = frame index) or a mapping frame -> boxes
+            in `box_format` (optionally a fifth score column).
         detector: an object detector (as the pipeline's `detector`), run on detection frames when `boxes` is None.
         detect_every: detection frames are those whose index is a multiple of it; the others carry boxes.
         smooth: One-Euro smoothing of each track's keypoints (`smoother` sets its parameters).
@@ -149,7 +149,7 @@ def track_video(
     if boxes is not None and detector is not None:
         raise ValueError("Give boxes or a detector, not both.")
     if isinstance(boxes, (str, os.PathLike)):
-        boxes = load_frame_detections(boxes)
+        boxes, box_format = load_frame_detections(boxes), "xywh"  # COCO results are always xywh
     detection_model = resolve_detector(detector, pose.device) if detector is not None else None
     layout = pose.model.config.layout(dataset)
     sigmas = np.asarray(layout.oks_sigmas if layout.oks_sigmas is not None else [0.05] * layout.num_keypoints)
