@@ -7,16 +7,15 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from vitpose_hf.data.synthetic import (
+from vitpose_hf.data.figures import (
     MARKER_COLORS,
     body_point_names,
-    generate_synthetic_dataset,
     keypoint_colors,
-    main,
     render_person,
     render_scene,
     sample_person,
 )
+from vitpose_hf.data.synthetic import generate_synthetic_dataset, main
 from vitpose_hf.keypoints import KeypointLayout, get_layout
 
 

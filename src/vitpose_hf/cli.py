@@ -6,15 +6,18 @@
     vitpose-hf evaluate --annotations val.json --images val/ --output results.json
 
 `predict` writes, per image, `<name>.png` (skeletons drawn) and `<name>.json` (the pipeline's people), each as soon
-as that image is done; with `--coco-results` also `coco_results.json` in the COCO keypoint results format. Without
-`--model` it runs ViTPose-B from the Hub when cached or reachable, else the embedded model (see vitpose_hf.defaults).
-`demo` does the same for the bundled picture and its boxes with the embedded model, into `demo_output/`.
+as that image is done; with `--coco-results` also `coco_results.json` in the COCO keypoint results format. A video
+(.mp4, .avi, .mov, .mkv, .webm) gets `<name>.mp4` (every frame, skeletons and track ids drawn) and `<name>.jsonl`
+(one frame per line, people with a `track_id`); see `vitpose_hf.video`. Without `--model` it runs ViTPose-B from the
+Hub when cached or reachable, else the embedded model (see vitpose_hf.defaults). `demo` does the same for the bundled
+picture and its boxes with the embedded model, into `demo_output/`.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import itertools
 import json
 import os
 import re
@@ -323,6 +326,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the first accelerator, else cpu)")
     run.add_argument("--resume", action="store_true", help="skip images whose PNG and JSON are already complete")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--detect-every", type=int, default=1, help="videos: detections on every Nth frame only")
+    run.add_argument("--smooth", action="store_true", help="videos: One-Euro smoothing of tracked keypoints")
 
     score = commands.add_parser("evaluate", help="COCO AP / PCKh of a model on an annotated dataset (flip test)")
     score.add_argument("--model", default=None, help="model id or folder (default: the model embedded in the package)")
@@ -400,6 +405,9 @@ def _report(entry: dict, first: bool) -> None:
         tqdm.write(f"model: {entry['model']}", file=sys.stdout)
     if "coco_results" in entry:
         tqdm.write(f"{entry['coco_results']}: {entry['people']} people in COCO results format", file=sys.stdout)
+    elif "output_video" in entry:
+        tqdm.write(f"{entry['video']}: {entry['frames']} frames, {entry['tracks']} tracks -> {entry['output_video']}, "
+                   f"{entry['jsonl']}", file=sys.stdout)
     else:
         tqdm.write(f"{entry['image']}: {entry['people']} people -> {entry['png']}, {entry['json']}", file=sys.stdout)
 
@@ -424,9 +432,41 @@ def _run(args: argparse.Namespace) -> Iterator[dict]:
         return _evaluate(args)
     if args.command == "demo":
         return iter_demo(args.output_dir, model=args.model, device=args.device)
-    boxes = load_boxes_file(args.boxes, args.images) if args.boxes else None
+    videos = [path for path in args.images if _is_video(path)]
+    images = [path for path in args.images if path not in videos]
+    return itertools.chain(_predict_videos(args, videos), _run_images(args, images) if images else ())
+
+
+def _is_video(path: str) -> bool:
+    from .video_io import is_video_path
+
+    return is_video_path(path)
+
+
+def _predict_videos(args: argparse.Namespace, videos: list[str]) -> Iterator[dict]:
+    """Track each video; a boxes file then holds COCO detections whose image_id is the frame index."""
+    if not videos:
+        return
+    from .video.predict import predict_video
+
+    if args.boxes and len(videos) != len(args.images):
+        raise ValueError("--boxes with a video applies to that video only: give the video alone.")
+    if args.boxes and len(videos) > 1:
+        raise ValueError(f"--boxes holds the detections of one video, got {len(videos)} videos.")
+    pose = build_pipeline(args.model, args.device, args.batch_size)
+    for video, stem in zip(videos, _output_stems(videos)):
+        yield predict_video(
+            pose, video, args.output_dir, draw_threshold=args.draw_threshold, name=stem, boxes=args.boxes,
+            box_format=args.box_format, detector=None if args.boxes else args.detector,
+            detector_threshold=args.detector_threshold, detect_every=args.detect_every, smooth=args.smooth,
+            flip_test=not args.no_flip, dataset=args.dataset,
+        )
+
+
+def _run_images(args: argparse.Namespace, images: list[str]) -> Iterator[dict]:
+    boxes = load_boxes_file(args.boxes, images) if args.boxes else None
     return iter_predict(
-        args.images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
+        images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
         detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
         dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,
         device=args.device, batch_size=args.batch_size, resume=args.resume,

@@ -7,7 +7,8 @@
 Suites: model (forward crops/s, ours vs transformers' VitPoseForPoseEstimation with identical weights),
 processing (pre/post-processing per box vs transformers' VitPoseImageProcessor), data (augmentation + targets,
 samples/s per worker), pipeline (end-to-end share of time outside the model forward), attention (training memory
-and speed per attention type at 1/8 features). Each prints a markdown table.
+and speed per attention type at 1/8 features), video (frames/s of batched video tracking vs the pipeline frame by
+frame). Each prints a markdown table.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ SUITES = {
     "data": ("data", "run_data_benchmark"),
     "pipeline": ("pipeline", "run_pipeline_benchmark"),
     "attention": ("attention", "run_attention_benchmark"),
+    "video": ("video", "run_video_benchmark"),
 }
 
 

@@ -21,6 +21,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "hf_datasets": ("DEFAULT_COLUMNS", "AugmentedStream", "coco_from_rows", "load_keypoint_hf_dataset",
         "load_keypoint_rows"),
     "mixing": ("MixedDataset", "MixingSampler", "collate_keypoints", "mixing_counts"),
-    "synthetic": ("SyntheticPerson", "generate_synthetic_dataset", "keypoint_colors", "render_person",
-        "render_scene", "sample_person"),
+    "synthetic": ("generate_synthetic_dataset",),
+    "figures": ("SyntheticPerson", "keypoint_colors", "render_person", "render_scene", "sample_person"),
 })

@@ -16,7 +16,8 @@ The steps are public so they can be used on their own:
   crops of many images share a forward pass, heatmaps are decoded by `VitPoseImageProcessor`, each head cropped and
   decoded with its own codec (`model.config.head_codec`).
 - `rescore(...)`: a person"s score is its box score times the mean of its keypoint scores above 0.2.
-- `oks_nms(results, ...)`: per image, drop people whose OKS with a better-scoring one exceeds 0.9 (mmpose 0.x).
+- `oks_nms(results, ...)`: per image, drop people whose OKS with a better-scoring one exceeds 0.9 (mmpose 0.x);
+  `keypoint_oks(...)` is its OKS of one person against others.
 - `coco_keypoint_eval(coco_gt, results, sigmas)`: pycocotools" COCOeval with the layout"s OKS sigmas (any K).
 - `pckh(...)` and `mpii_head_sizes(...)`: MPII"s PCKh with head boxes (SC_BIAS 0.6).
 
@@ -35,6 +36,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "detections": ("load_detection_boxes",),
     "distributed": ("gather_in_order", "process_share"),
     "pckh_metric": ("load_head_boxes", "mpii_head_sizes", "pckh"),
-    "nms": ("oks_nms", "rescore"),
+    "nms": ("keypoint_oks", "oks_nms", "rescore"),
     "prediction": ("predict_keypoints",),
 })

@@ -31,29 +31,36 @@ def rescore(
 
 
 
+def keypoint_oks(
+    reference: np.ndarray, others: np.ndarray, reference_area: float, other_areas: np.ndarray, sigmas: np.ndarray,
+    vis_threshold: float | None = None,
+) -> np.ndarray:
+    """OKS of one person's keypoints (K, >=2) with each of `others` (N, K, 3), as mmpose 0.x computes it for OKS-NMS
+    (and pose tracking): the scale is the mean of the two areas; with `vis_threshold`, only the keypoints of the
+    other person scoring above it count."""
+    variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    squared = ((others[..., :2] - reference[:, :2]) ** 2).sum(-1)
+    e = squared / variances / ((reference_area + np.asarray(other_areas))[:, None] / 2 + np.spacing(1)) / 2
+    similarity = np.exp(-e)
+    if vis_threshold is None:
+        return similarity.mean(axis=1)
+    # The original's mask is `list(vg > thr) and list(vd > thr)`, i.e. the other person's visibility only.
+    counted = others[..., 2] > vis_threshold
+    count = counted.sum(axis=1)
+    return np.divide(np.where(counted, similarity, 0).sum(axis=1), count, out=np.zeros(len(others)), where=count > 0)
+
+
 def _oks_nms_indices(
     keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, threshold: float, sigmas: np.ndarray,
     vis_threshold: float | None,
 ) -> list[int]:
     """Greedy OKS-NMS of one image: the kept indices, best first."""
-    variances = (2 * sigmas) ** 2
     order = scores.argsort()[::-1]
     keep = []
     while len(order) > 0:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        other = keypoints[rest]
-        squared = ((other[..., :2] - keypoints[best, :, :2]) ** 2).sum(-1)
-        e = squared / variances / ((areas[best] + areas[rest])[:, None] / 2 + np.spacing(1)) / 2
-        similarity = np.exp(-e)
-        if vis_threshold is None:
-            oks = similarity.mean(axis=1)
-        else:
-            # The original's mask is `list(vg > thr) and list(vd > thr)`, i.e. the other person's visibility only.
-            counted = other[..., 2] > vis_threshold
-            count = counted.sum(axis=1)
-            oks = np.divide(np.where(counted, similarity, 0).sum(axis=1), count, out=np.zeros(len(rest)),
-                            where=count > 0)
+        oks = keypoint_oks(keypoints[best], keypoints[rest], areas[best], areas[rest], sigmas, vis_threshold)
         order = rest[oks.astype(np.float32) <= threshold]
     return keep
 
