@@ -199,22 +199,13 @@ def results_json(image: str, width: int, height: int, people: list[dict]) -> str
 
 
 
-def predict(
-    images: Sequence[str], output_dir: str | Path, model: str | None = None, boxes: list | None = None,
-    box_format: str = "xywh", detector: str | None = None, detector_threshold: float = 0.5, flip_test: bool = True,
-    dataset: str | None = None, draw_threshold: float = 0.3, write_coco_results: bool = False,
-    device: str | None = None, batch_size: int = 8, pose: Any = None, resume: bool = False,
-) -> list[dict]:
+def predict(images: Sequence[str], output_dir: str | Path, **options: Any) -> list[dict]:
     """Run the pipeline on `images` and write an annotated PNG and a JSON per image; returns what it wrote.
 
     Under `accelerate launch` the images are split between the processes (see `vitpose_hf.inference.sharded`);
-    the main process returns everything, the others nothing. `resume` keeps images whose outputs are complete.
+    the main process returns everything, the others nothing. `options`: those of `iter_predict`.
     """
-    return list(iter_predict(
-        images, output_dir, model=model, boxes=boxes, box_format=box_format, detector=detector,
-        detector_threshold=detector_threshold, flip_test=flip_test, dataset=dataset, draw_threshold=draw_threshold,
-        write_coco_results=write_coco_results, device=device, batch_size=batch_size, pose=pose, resume=resume,
-    ))
+    return list(iter_predict(images, output_dir, **options))
 
 
 def iter_predict(
@@ -226,7 +217,7 @@ def iter_predict(
     """`predict`, reported image by image: alone, each image's files are written, then reported, before the next one
     starts; under `accelerate launch` the main process reports everything once all processes are done."""
     from .images import load_image
-    from .inference.sharded import iter_share, launched_process_state, process_device, run_sharded
+    from .inference.sharded import gather_share, iter_share, launched_process_state, process_device
     from .visualization import draw_pose
 
     if boxes is not None and len(boxes) != len(images):
@@ -268,18 +259,17 @@ def iter_predict(
         _write_into_place(record, lambda path: path.write_text(text))
         return entry(index, people)
 
-    all_results = []
+    share = iter_share(len(images), run, outputs, reuse if resume else None, state)
     if state is None:
-        for _, (written, results) in iter_share(len(images), run, outputs, reuse if resume else None):
-            all_results += results
-            yield written
+        done = (value for _, value in share)  # alone: each image reported as soon as it is written
     else:
-        done = run_sharded(len(images), run, outputs, reuse if resume else None, state)
+        done = gather_share(share, len(images), state)
         if done is None:  # not the main process: the main one reports and writes the merged results
             return
-        for written, results in done:
-            all_results += results
-            yield written
+    all_results = []
+    for written, results in done:
+        all_results += results
+        yield written
     if write_coco_results:
         coco_file = output_dir / "coco_results.json"
         _write_into_place(coco_file, lambda path: path.write_text(json.dumps(all_results)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,20 +66,11 @@ def iter_share(
         yield index, (reuse(index) if complete else run(index))
 
 
-def run_sharded(
-    count: int,
-    run: Callable[[int], T],
-    outputs: Callable[[int], Sequence[str | Path]],
-    reuse: Callable[[int], T] | None = None,
-    process_state: Any | None = None,
-) -> list[T] | None:
-    """`run(i)` for this process's share of `range(count)` (or `reuse(i)` where `reuse` is given and the outputs of
-    `i` are complete); all results, in order, on the main process, None on the others.
-
-    Every process must call this (the gather is collective).
-    """
+def gather_share(done: Iterable[tuple[int, T]], count: int, process_state: Any | None = None) -> list[T] | None:
+    """The (i, value) pairs of every process's share (`iter_share`), all values in order of i on the main process,
+    None on the others. Every process must call this (the gather is collective)."""
     positions, values = [], []
-    for index, value in iter_share(count, run, outputs, reuse, process_state):
+    for index, value in done:
         positions.append(index)
         values.append(value)
     ordered = gather_in_order(positions, values, count, process_state)
