@@ -255,6 +255,43 @@ def test_schedule_is_linear_warmup_then_half_cosine():
 
 
 # The run ------------------------------------------------------------------------------------------------------------
+def test_reconstruction_evaluation_split_over_processes_equals_one_process(monkeypatch):
+    from vitpose_hf.training.mae import evaluate_reconstruction
+
+    model = tiny_mae()
+    crops = torch.randn(7, 3, 64, 48, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand((7, model.grid[0] * model.grid[1]), generator=torch.Generator().manual_seed(3))
+    # Reference: every crop alone with its own row of the seeded noise, the losses averaged.
+    with torch.no_grad():
+        expected = float(np.mean([float(model(crops[i:i + 1], noise[i:i + 1]).loss) for i in range(7)]))
+    alone, _ = evaluate_reconstruction(model, crops, 3, 2, torch.device("cpu"))
+    assert alone == pytest.approx(expected, abs=1e-6)
+
+    # Two processes, played in turn: each first hands its piece to the "collective", then both get every piece back.
+    pieces: dict[int, list] = {}
+
+    def split(rank: int, gather) -> tuple[float, object]:
+        monkeypatch.setattr("accelerate.utils.gather_object", gather)
+        return evaluate_reconstruction(model, crops, 3, 2, torch.device("cpu"), num_pictures=2,
+                                       process_state=SimpleNamespace(num_processes=2, process_index=rank))
+
+    class Handed(Exception):
+        pass
+
+    for rank in (0, 1):
+        def hand_over(pairs, rank=rank):
+            pieces[rank] = pairs
+            raise Handed
+
+        with pytest.raises(Handed):
+            split(rank, hand_over)
+    assert [count for rank in (0, 1) for _, (_, count) in pieces[rank]] == [3, 4]  # crops 0-2 and 3-6
+    outcomes = [split(rank, lambda pairs: pieces[0] + pieces[1]) for rank in (0, 1)]
+    for loss, _ in outcomes:
+        assert loss == pytest.approx(expected, abs=1e-6)
+    assert outcomes[0][1] is not None and outcomes[1][1] is None  # the picture (crops 0-1) is the main process's
+
+
 def test_pretraining_resumes_exactly_and_draws_reconstructions(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(tmp_path)))

@@ -17,8 +17,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from vitpose_hf import VitPoseConfig, VitPoseModel
+from vitpose_hf import VitPoseConfig, VitPoseImageProcessor, VitPoseModel
 from vitpose_hf.convert import original_key_to_ours
+from vitpose_hf.evaluation import evaluate_keypoint_dataset
 from vitpose_hf.training.config import ConfigError, load_training_config
 from vitpose_hf.training.initialization import initialize_model
 from vitpose_hf.training.optim import (
@@ -247,7 +248,7 @@ def test_kill_9_and_resume_equals_an_uninterrupted_run(tmp_path):
 
 # Several processes, several datasets --------------------------------------------------------------------------------
 def test_two_processes_train_two_datasets_to_the_end(tmp_path):
-    recipe = tiny_recipe(tmp_path, datasets=("coco", "mpii"), max_steps=4, checkpointing_steps=2,
+    recipe = tiny_recipe(tmp_path, datasets=("coco", "mpii"), max_steps=4, checkpointing_steps=2, eval_steps=2,
                          report_to="tensorboard")
     recipe["datasets"][0]["probability"] = 0.5
     recipe["datasets"][1]["probability"] = 0.5
@@ -272,6 +273,20 @@ def test_two_processes_train_two_datasets_to_the_end(tmp_path):
     assert "accelerate launch scripts/train.py" in (run / "final" / "README.md").read_text()
     assert (run / "checkpoints" / "checkpoint-4").is_dir()
     assert list(run.rglob("events.out.tfevents*")), "the tensorboard tracker wrote nothing"
+
+    # Both processes evaluated (each its share of the 3 validation images) and the main one recorded the gathered
+    # metrics once per evaluation: they equal one process evaluating the final model on all images.
+    history = [json.loads(line) for line in (run / "eval_history.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in history] == [2, 4]
+    assert {k: v for k, v in history[-1].items() if k != "step"} == results
+    processor = VitPoseImageProcessor.from_pretrained(run / "final")
+    for index, section in enumerate(recipe["datasets"]):
+        alone = evaluate_keypoint_dataset(
+            model, processor, section["val_annotation_file"], section["val_image_root"], dataset_index=index,
+            batch_size=recipe["eval_batch_size"], flip_test=True)
+        assert set(alone) == set(results[section["name"]])
+        for metric, value in alone.items():
+            assert results[section["name"]][metric] == pytest.approx(value, abs=1e-6), (section["name"], metric)
 
 
 # Initialisation -----------------------------------------------------------------------------------------------------

@@ -70,6 +70,79 @@ def test_shipped_coco_recipes_state_only_what_differs_from_their_base():
         assert load_training_config(configs / f"coco_vitpose_{size}.yaml").model.variant == f"vitpose-{size}"
 
 
+# What each distillation and multi-dataset recipe must still say once its `base:` chain is read: the paper's numbers
+# (Table 7 distillation on the COCO recipe, Table 9 multi-dataset at batch 1024 and lr 1e-3) and the synthetic runs'.
+COCO_RECIPE = {"per_device_batch_size": 64, "num_epochs": 210, "mixed_precision": "bf16", "eval_batch_size": 64,
+               "optimization.learning_rate": 5e-4, "optimization.weight_decay": 0.1, "optimization.warmup_steps": 500,
+               "optimization.max_grad_norm": 1.0, "optimization.lr_decay_unit": "epochs",
+               "optimization.lr_decay_milestones": [170, 200]}
+SHIPPED_RECIPES = {
+    "distill_coco_vitpose_large_to_base.yaml": ("coco_vitpose_base.yaml", 0.75, {
+        **COCO_RECIPE, "output_dir": "outputs/distill_coco_base_token_output", "checkpointing_steps": 5000,
+        "eval_steps": 10000, "model.variant": "vitpose-base", "model.init_from": "facebook/vit-mae-base",
+        "distillation.stage": "student", "distillation.teacher": "checkpoints/vitpose-l.pth",
+        "distillation.teacher_variant": "vitpose-large", "distillation.teacher_dtype": "bfloat16",
+        "distillation.token_from": "outputs/distill_coco_large_token/final"}),
+    "distill_coco_vitpose_large_to_base_token.yaml": ("base/coco_topdown.yaml", 1.0, {
+        **COCO_RECIPE, "num_epochs": 10, "optimization.lr_decay_milestones": [8], "output_dir":
+        "outputs/distill_coco_large_token", "logging_steps": 20, "checkpointing_steps": 1000, "eval_steps": None,
+        "model.variant": "vitpose-large", "model.init_from": None, "distillation.stage": "token",
+        "distillation.teacher": "checkpoints/vitpose-l.pth", "distillation.num_tokens": 1}),
+    "coco_aic_mpii_crowdpose_vitpose_base.yaml": ("base/coco_topdown.yaml", 0.75, {
+        **COCO_RECIPE, "per_device_batch_size": 128, "optimization.learning_rate": 1e-3,
+        "output_dir": "outputs/coco_aic_mpii_crowdpose_vitpose_base", "eval_steps": 10000, "checkpointing_steps": 2000,
+        "model.variant": "vitpose-base", "model.init_from": "facebook/vit-mae-base", "distillation": None}),
+    "distill_synthetic.yaml": ("synthetic_cpu.yaml", 1.0, {
+        "per_device_batch_size": 32, "max_steps": 1000, "num_epochs": None, "mixed_precision": "no",
+        "checkpointing_steps": None, "output_dir": "outputs/distill_synthetic/student_both",
+        "optimization.learning_rate": 1e-3, "optimization.weight_decay": 0.05, "optimization.warmup_steps": 50,
+        "optimization.lr_decay_unit": "steps", "optimization.lr_decay_milestones": [800, 950],
+        "model.config_overrides": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+                                   "image_size": [128, 96], "decoder_channels": 64, "drop_path_rate": 0.0},
+        "distillation.stage": "student", "distillation.teacher": "outputs/synthetic_cpu/final",
+        "distillation.token_from": "outputs/distill_synthetic/stage_a/final"}),
+    "distill_synthetic_token.yaml": ("synthetic_cpu.yaml", 1.0, {
+        "per_device_batch_size": 32, "max_steps": 150, "num_epochs": None, "logging_steps": 25,
+        "checkpointing_steps": None, "output_dir": "outputs/distill_synthetic/stage_a",
+        "optimization.learning_rate": 5e-3, "optimization.weight_decay": 0.1, "optimization.warmup_steps": 20,
+        "optimization.lr_decay_milestones": [120],
+        "model.config_overrides": {"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 3,
+                                   "image_size": [128, 96], "decoder_channels": 64, "drop_path_rate": 0.1},
+        "distillation.stage": "token", "distillation.teacher": "outputs/synthetic_cpu/final"}),
+}
+SHIPPED_DATASETS = {
+    "distill_coco_vitpose_large_to_base.yaml": [("coco", "coco", "coco_val2017_detections_ap_h_56_person.json")],
+    "distill_coco_vitpose_large_to_base_token.yaml": [("coco", "coco", "coco_val2017_detections_ap_h_56_person.json")],
+    "coco_aic_mpii_crowdpose_vitpose_base.yaml": [
+        ("coco", "coco", "coco_val2017_detections_ap_h_56_person.json"), ("aic", "aic", None), ("mpii", "mpii", None),
+        ("crowdpose", "coco", "")],
+    "distill_synthetic.yaml": [("synthetic", "coco", "")],
+    "distill_synthetic_token.yaml": [("synthetic", "coco", None)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_RECIPES))
+def test_shipped_distillation_and_multi_dataset_recipes_keep_their_values_through_the_base(name):
+    from vitpose_hf.training.optim import default_layer_decay_rate
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    base, layer_decay, expected = SHIPPED_RECIPES[name]
+    assert yaml.safe_load(path.read_text())["base"] == base
+    config = load_training_config(path)
+    for dotted, value in expected.items():
+        found = config
+        for key in dotted.split("."):
+            found = found[key] if isinstance(found, dict) else getattr(found, key)  # distillation is a mapping
+        assert found == value, (name, dotted)
+    opt = config.optimization
+    assert (opt.layer_decay_rate if opt.layer_decay_rate is not None
+            else default_layer_decay_rate(config.model.variant)) == layer_decay
+    # (name, format, validation): the detections file of the paper, ground-truth boxes (""), or no validation split.
+    found = [(d.name, d.format, None if not d.val_annotation_file else
+              (Path(d.val_detections).name.lower() if d.val_detections else "")) for d in config.datasets]
+    assert found == SHIPPED_DATASETS[name]
+
+
 def test_numbers_are_typed_by_the_schema_from_files_and_the_command_line(tmp_path, monkeypatch):
     recipe = tiny_recipe(tmp_path)
     recipe["optimization"]["weight_decay"] = "1e-2"  # what YAML 1.1 makes of `1e-2`

@@ -103,7 +103,9 @@ class RunTask(ABC):
         return any(d.val_annotation_file for d in self.config.datasets)
 
     def evaluate(self, model: torch.nn.Module, accelerator: Accelerator, step: int) -> dict[str, Any]:
-        """Metrics of the unwrapped model (eval mode, no grad), on the main process only."""
+        """Metrics of the unwrapped model (eval mode, no grad). Called on every process at once: each evaluates its
+        share (`accelerator` is the `process_state` of `vitpose_hf.evaluation`) and all return the same metrics,
+        those of a one-process evaluation. Files (pictures) are the main process's to write."""
         return {}
 
     @abstractmethod
@@ -301,15 +303,17 @@ def record_logs(accelerator: Accelerator, config: RunSection, step: int, logs: d
 
 
 def evaluate_and_record(task: RunTask, accelerator: Accelerator, model: torch.nn.Module, step: int) -> dict:
-    """Evaluate on the main process (the others wait); log the metrics, append them to OUTPUT/eval_history.jsonl and
-    send them to the trackers as eval/<dataset>/<metric>."""
-    results: dict = {}
-    if task.evaluates() and accelerator.is_main_process:
-        network = accelerator.unwrap_model(model)
-        network.eval()
-        with torch.no_grad(), accelerator.autocast():
-            results = task.evaluate(network, accelerator, step)
-        set_train_mode(network)
+    """Evaluate on all processes together (each its share of the images, gathered into the metrics of one process);
+    the main process logs them, appends them to OUTPUT/eval_history.jsonl and sends them to the trackers as
+    eval/<dataset>/<metric>. Every process enters the evaluation: its gathers are collectives."""
+    if not task.evaluates():
+        return {}
+    network = accelerator.unwrap_model(model)
+    network.eval()
+    with torch.no_grad(), accelerator.autocast():
+        results = task.evaluate(network, accelerator, step)
+    set_train_mode(network)
+    if accelerator.is_main_process:
         logger.info("step %d evaluation: %s", step, json.dumps(results))
         with open(Path(task.config.output_dir) / "eval_history.jsonl", "a") as handle:
             handle.write(json.dumps({"step": step, **results}) + "\n")

@@ -46,6 +46,7 @@ from transformers.utils import ModelOutput
 from ..configuration_vitpose import VitPoseConfig
 from ..data.coco import load_keypoint_dataset
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, TopDownAugmentation
+from ..evaluation.distributed import gather_in_order, is_main_process, num_processes, process_share
 from ..image_processing_vitpose import VitPoseImageProcessor
 from ..modeling_vitpose import VitPoseBackbone
 from .cards import render_run_card
@@ -508,23 +509,33 @@ def reconstruction_picture(
 @torch.no_grad()
 def evaluate_reconstruction(
     model: VitPoseMaskedAutoencoder, crops: torch.Tensor, seed: int, batch_size: int, device: torch.device,
-    num_pictures: int = 0, show_progress: bool = False,
+    num_pictures: int = 0, show_progress: bool = False, process_state: Any = None,
 ) -> tuple[float, Image.Image | None]:
     """Mean masked-patch loss over `crops` with masks fixed by `seed` (comparable across steps), and the picture of
-    the first `num_pictures` crops."""
+    the first `num_pictures` crops (on the main process; None elsewhere).
+
+    With `process_state` (call it on all its processes with the same crops) each process takes a contiguous share of
+    the crops and the (loss sum, count) pairs are gathered: every crop keeps its mask, every crop's loss is the mean
+    over its own masked patches, so the mean is that of one process."""
     num_patches = model.grid[0] * model.grid[1]
     noise = torch.rand((len(crops), num_patches), generator=torch.Generator().manual_seed(seed))
+    share = process_share(len(crops), process_state)
     total, count, picture = 0.0, 0, None
-    for start in tqdm(range(0, len(crops), batch_size), desc="Evaluating", leave=False, disable=not show_progress):
-        batch = crops[start:start + batch_size].to(device)
-        output = model(batch, noise[start:start + batch_size].to(device))
+    for start in tqdm(range(share.start, share.stop, batch_size), desc="Evaluating", leave=False,
+                      disable=not (show_progress and is_main_process(process_state))):
+        stop = min(start + batch_size, share.stop)
+        batch = crops[start:stop].to(device)
+        output = model(batch, noise[start:stop].to(device))
         total += float(output.loss) * len(batch)
         count += len(batch)
         if start == 0 and num_pictures:
             shown = min(num_pictures, len(batch))
             shown_output = VitPoseMAEOutput(logits=output.logits[:shown], mask=output.mask[:shown])
             picture = reconstruction_picture(model, batch[:shown], shown_output)
-    return total / count, picture
+    world = num_processes(process_state)
+    rank = int(process_state.process_index) if world > 1 else 0
+    parts = gather_in_order([rank], [(total, count)], world, process_state)
+    return sum(t for t, _ in parts) / sum(c for _, c in parts), picture
 
 
 # The run ------------------------------------------------------------------------------------------------------------
@@ -547,8 +558,7 @@ class MAETask(RunTask):
         return self.backbone_config
 
     def build(self, accelerator, data: RunData):
-        if accelerator.is_main_process:
-            self.eval_crops = evaluation_crops(self.config, self.backbone_config)
+        self.eval_crops = evaluation_crops(self.config, self.backbone_config)  # on every process: each takes a share
         model = build_mae_model(self.config)
         self.num_patches = model.grid[0] * model.grid[1]
         optimizer, scheduler = build_mae_optimizer(model, self.config.optimization, data.max_steps, data.steps_per_epoch)
@@ -568,8 +578,9 @@ class MAETask(RunTask):
         loss, picture = evaluate_reconstruction(model, self.eval_crops, self.config.seed,
                                                 self.config.per_device_batch_size, accelerator.device,
                                                 self.config.num_reconstruction_images,
-                                                show_progress=accelerator.is_local_main_process)
-        if picture is not None:
+                                                show_progress=accelerator.is_local_main_process,
+                                                process_state=accelerator)
+        if picture is not None and accelerator.is_main_process:
             folder = Path(self.config.output_dir) / "reconstructions"
             folder.mkdir(parents=True, exist_ok=True)
             picture.save(folder / f"step-{step:07d}.png")

@@ -33,8 +33,10 @@ def model_config_from(config: TrainingConfig) -> VitPoseConfig:
     return VitPoseConfig.from_variant(config.model.variant, **{**config.model.config_overrides, "keypoint_heads": heads})
 
 
-def evaluate_datasets(model, processor, config: TrainingConfig, show_progress: bool = False) -> dict[str, dict[str, float]]:
-    """Keypoint AP (or PCKh) of every dataset with a validation split, with flip test, on this process."""
+def evaluate_datasets(model, processor, config: TrainingConfig, show_progress: bool = False,
+                      process_state: Any = None) -> dict[str, dict[str, float]]:
+    """Keypoint AP (or PCKh) of every dataset with a validation split, with flip test: on this process, or split over
+    the processes of `process_state` (call it on all of them; each gets the same metrics as one process would)."""
     from ..evaluation.dataset import evaluate_keypoint_dataset
 
     results = {}
@@ -45,7 +47,7 @@ def evaluate_datasets(model, processor, config: TrainingConfig, show_progress: b
             model, processor, section.val_annotation_file, section.val_image_root, dataset_layout(section),
             dataset_index=index, detections=section.val_detections, flip_test=config.eval_flip_test,
             batch_size=config.eval_batch_size, metric=section.metric, head_boxes=section.val_head_boxes,
-            show_progress=show_progress,
+            show_progress=show_progress, process_state=process_state,
         )
     return results
 
@@ -101,7 +103,8 @@ class SupervisedTask(RunTask):
 
     def evaluate(self, model, accelerator: Accelerator, step: int) -> dict[str, Any]:
         processor = VitPoseImageProcessor.from_model_config(self._model_config)
-        return evaluate_datasets(model, processor, self.config, show_progress=accelerator.is_local_main_process)
+        return evaluate_datasets(model, processor, self.config, show_progress=accelerator.is_local_main_process,
+                                 process_state=accelerator)
 
     def save_final(self, model, folder: Path, results: dict, command: str) -> None:
         """`save_pretrained` of the model and its image processor, with the model card."""
