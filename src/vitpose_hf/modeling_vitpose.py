@@ -435,8 +435,14 @@ class VitPosePreTrainedModel(PreTrainedModel):
                     if layer.bias is not None:
                         nn.init.zeros_(layer.bias)
 
+    # The head (and expert) of every sample while traced (torch.export, ONNX, torch.compile): a traced graph cannot
+    # group a batch by the values of `dataset_index`. None: the only head of a single-head, expert-free model.
+    traced_dataset_index: int | None = None
+
     def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
+        if torch.compiler.is_compiling():
+            return [(self._traced_dataset(), None)]
         values = dataset_index.tolist()
         if len(set(values)) == 1:
             return [(values[0], None)]
@@ -444,6 +450,16 @@ class VitPosePreTrainedModel(PreTrainedModel):
         for value in sorted(set(values)):
             groups.append((value, (dataset_index == value).nonzero().flatten()))
         return groups
+
+    def _traced_dataset(self) -> int:
+        if self.traced_dataset_index is not None:
+            return self.config.dataset_index(self.traced_dataset_index)
+        if len(self.config.keypoint_heads) > 1 or self.config.num_experts > 1:
+            raise ValueError(
+                f"A traced model with heads {self.config.head_names} and {self.config.num_experts} experts serves one "
+                "dataset: set `model.traced_dataset_index` to its head (index or name) before tracing."
+            )
+        return 0
 
     def resolve_dataset_index(self, dataset_index, batch_size: int, device: torch.device) -> torch.Tensor:
         """Accept an int, a dataset name, a sequence of either, or a (B,) tensor; validate against the heads."""
@@ -461,6 +477,8 @@ class VitPosePreTrainedModel(PreTrainedModel):
             dataset_index = dataset_index.expand(batch_size)
         if dataset_index.numel() != batch_size:
             raise ValueError(f"dataset_index has {dataset_index.numel()} entries for a batch of {batch_size}.")
+        if torch.compiler.is_compiling():
+            return dataset_index  # a data-dependent check cannot be traced; the traced head is fixed anyway
         bad = (dataset_index < 0) | (dataset_index >= num_indices)
         if bool(bad.any()):
             raise ValueError(
