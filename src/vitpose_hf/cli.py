@@ -3,10 +3,13 @@
     vitpose-hf predict street.jpg park.png --detector facebook/detr-resnet-50 --output-dir out/
     vitpose-hf predict val/*.jpg --boxes person_detections.json --coco-results
     vitpose-hf demo                     # the bundled picture, the embedded model, no network
+    vitpose-hf export my-model/ --format onnx --output-dir my-model-onnx/
 
 `predict` writes, per image, `<name>.png` (skeletons drawn) and `<name>.json` (the pipeline's people); with
 `--coco-results` also `coco_results.json` in the COCO keypoint results format. `demo` does the same for the bundled
-picture and its boxes, into `demo_output/`.
+picture and its boxes, into `demo_output/`. `--dtype auto` (the default) runs bf16 where the hardware computes it
+natively (GPUs, CPUs with AVX512-BF16/AMX), fp32 elsewhere. `export` writes one head of a model as model.onnx with its
+image processor.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import numpy as np
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE = ASSETS_DIR / "demo.jpg"
 DEMO_BOXES = ASSETS_DIR / "demo_boxes.json"
+DTYPE_CHOICES = ["auto", "fp32", "bf16", "fp16"]
+DTYPE_HELP = "precision of the model: auto (default) is bf16 where the hardware computes it natively, else fp32"
 
 
 def load_boxes_file(path: str | Path, images: Sequence[str]) -> list[list]:
@@ -98,17 +103,22 @@ def _output_stems(images: Sequence[str]) -> list[str]:
     return stems
 
 
-def build_pipeline(model: str | None, device: str | None, batch_size: int):
-    """The keypoint-detection pipeline of `model` (the embedded default when None)."""
+def build_pipeline(model: str | None, device: str | None, batch_size: int, dtype: str = "auto"):
+    """The keypoint-detection pipeline of `model` (the embedded default when None), in `dtype` ("auto": the
+    hardware's fastest native one)."""
+    import torch
     from transformers import pipeline
 
     import vitpose_hf  # noqa: F401  (registers the task)
+    from vitpose_hf.inference_optimization import resolve_dtype
     from vitpose_hf.pipeline import KeypointDetectionPipeline, default_model_path
+
+    run_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     # pipeline_class: a folder written by pipe.save_pretrained loads with the installed code, no trust_remote_code.
     return pipeline(
         "keypoint-detection", model=model if model is not None else default_model_path(), device=device,
-        batch_size=batch_size, pipeline_class=KeypointDetectionPipeline,
+        batch_size=batch_size, pipeline_class=KeypointDetectionPipeline, dtype=resolve_dtype(dtype, run_device),
     )
 
 
@@ -133,13 +143,13 @@ def predict(
     images: Sequence[str], output_dir: str | Path, model: str | None = None, boxes: list | None = None,
     box_format: str = "xywh", detector: str | None = None, detector_threshold: float = 0.5, flip_test: bool = True,
     dataset: str | None = None, draw_threshold: float = 0.3, write_coco_results: bool = False,
-    device: str | None = None, batch_size: int = 8, pose: Any = None,
+    device: str | None = None, batch_size: int = 8, pose: Any = None, dtype: str = "auto",
 ) -> list[dict]:
     """Run the pipeline on `images` and write an annotated PNG and a JSON per image; returns what it wrote."""
     from .pipeline import load_pose_image
     from .visualization import draw_pose
 
-    pose = pose if pose is not None else build_pipeline(model, device, batch_size)
+    pose = pose if pose is not None else build_pipeline(model, device, batch_size, dtype)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if boxes is not None and len(boxes) != len(images):
@@ -167,12 +177,14 @@ def predict(
     return written
 
 
-def demo(output_dir: str | Path = "demo_output", model: str | None = None, device: str | None = None) -> list[dict]:
+def demo(
+    output_dir: str | Path = "demo_output", model: str | None = None, device: str | None = None, dtype: str = "auto",
+) -> list[dict]:
     """The whole pipeline on the bundled picture of synthetic figures, with its boxes, offline."""
     boxes = json.loads(DEMO_BOXES.read_text())
     return predict(
         [str(DEMO_IMAGE)], output_dir, model=model, boxes=[boxes["boxes"]], box_format=boxes.get("box_format", "xywh"),
-        device=device,
+        device=device, dtype=dtype,
     )
 
 
@@ -194,11 +206,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--draw-threshold", type=float, default=0.3, help="joints scoring less are not drawn")
     run.add_argument("--batch-size", type=int, default=8, help="crops per forward")
     run.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the first accelerator, else cpu)")
+    run.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
 
     show = commands.add_parser("demo", help="the bundled picture with the embedded model, offline")
     show.add_argument("--output-dir", default="demo_output")
     show.add_argument("--model", default=None, help="another model to run instead of the embedded one")
     show.add_argument("--device", default=None)
+    show.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
+
+    export = commands.add_parser("export", help="one head of a model as model.onnx (dynamic batch) + its processor")
+    export.add_argument("folder", help="model folder (save_pretrained)")
+    export.add_argument("--format", default="onnx", choices=["onnx"])
+    export.add_argument("--dataset", default=None, help="the head to export (default: the first)")
+    export.add_argument("--output-dir", required=True)
     return parser
 
 
@@ -230,13 +250,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> list[dict]:
     if args.command == "demo":
-        return demo(args.output_dir, model=args.model, device=args.device)
+        return demo(args.output_dir, model=args.model, device=args.device, dtype=args.dtype)
+    if args.command == "export":
+        from .convert.export import export_onnx
+
+        path = export_onnx(args.folder, args.output_dir, dataset=args.dataset)
+        print(f"{args.folder} -> {path}")
+        return []
     boxes = load_boxes_file(args.boxes, args.images) if args.boxes else None
     return predict(
         args.images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
         detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
         dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,
-        device=args.device, batch_size=args.batch_size,
+        device=args.device, batch_size=args.batch_size, dtype=args.dtype,
     )
 
 
