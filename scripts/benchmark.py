@@ -3,11 +3,14 @@
     python scripts/benchmark.py                      # every suite, CPU defaults
     python scripts/benchmark.py --suite model --sizes small base --batch-sizes 1 8
     python scripts/benchmark.py --suite model --device cuda --dtypes float32 bfloat16 --compile
+    python scripts/benchmark.py --suite peers --sizes base --batch-sizes 1 8      # vs ONNX Runtime, GEMM ceiling
 
 Suites: model (forward crops/s, ours vs transformers' VitPoseForPoseEstimation with identical weights),
 processing (pre/post-processing per box vs transformers' VitPoseImageProcessor), data (augmentation + targets,
 samples/s per worker), pipeline (end-to-end share of time outside the model forward), attention (training memory
-and speed per attention type at 1/8 features). Each prints a markdown table.
+and speed per attention type at 1/8 features), peers (our fp32 fast path, bf16 and the pipeline against ONNX Runtime
+and transformers on the same weights, as shares of the machine's GEMM rate; see benchmark_peers.py). Each prints a
+markdown table.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ SUITES = {
     "data": ("benchmark_data", "run_data_benchmark"),
     "pipeline": ("benchmark_pipeline", "run_pipeline_benchmark"),
     "attention": ("benchmark_attention", "run_attention_benchmark"),
+    "peers": ("benchmark_peers", "run_peers_benchmark"),
 }
 
 
@@ -132,7 +136,10 @@ def main() -> None:
             rows = run_model_benchmark(args.sizes, args.batch_sizes, args.device, dtypes, args.compile, args.repeats)
         else:
             module_name, function_name = SUITES[suite]
-            rows = getattr(importlib.import_module(module_name), function_name)()
+            kwargs = {}
+            if suite == "peers":  # the suite that compares dtypes and devices takes the shared options
+                kwargs = dict(size=args.sizes[-1], batch_sizes=args.batch_sizes, device=args.device, repeats=args.repeats)
+            rows = getattr(importlib.import_module(module_name), function_name)(**kwargs)
         if isinstance(rows, dict):
             rows = [rows]
         print("\n" + markdown_table(rows), flush=True)

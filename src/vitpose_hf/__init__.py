@@ -17,6 +17,7 @@ from transformers.utils import logging as hf_logging
 from .configuration_vitpose import VARIANTS, VitPoseConfig
 from .conversion import export_to_transformers
 from .image_processing_vitpose import VitPoseImageProcessor
+from .inference_optimization import optimize_for_inference
 from .keypoints import KEYPOINT_LAYOUTS, KeypointLayout, get_layout, register_layout
 from .modeling_vitpose import VitPoseBackbone, VitPoseEstimatorOutput, VitPoseModel
 from .pipeline import KeypointDetectionPipeline, register_pipeline
@@ -52,5 +53,5 @@ _register()
 __all__ = [
     "KEYPOINT_LAYOUTS", "KeypointDetectionPipeline", "KeypointLayout", "VARIANTS", "VitPoseBackbone", "VitPoseConfig",
     "VitPoseEstimatorOutput", "VitPoseImageProcessor", "VitPoseModel", "export_to_transformers", "get_layout",
-    "register_layout",
+    "optimize_for_inference", "register_layout",
 ]
