@@ -442,7 +442,7 @@ class VitPosePreTrainedModel(PreTrainedModel):
     def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
         if torch.compiler.is_compiling():
-            return [(self._traced_dataset(), None)]
+            return [(self.traced_head_index(), None)]
         values = dataset_index.tolist()
         if len(set(values)) == 1:
             return [(values[0], None)]
@@ -451,15 +451,25 @@ class VitPosePreTrainedModel(PreTrainedModel):
             groups.append((value, (dataset_index == value).nonzero().flatten()))
         return groups
 
-    def _traced_dataset(self) -> int:
-        if self.traced_dataset_index is not None:
-            return self.config.dataset_index(self.traced_dataset_index)
-        if len(self.config.keypoint_heads) > 1 or self.config.num_experts > 1:
+    def traced_head_index(self) -> int:
+        """`traced_dataset_index` as a validated head (or, for a single head, expert) index."""
+        index = self.traced_dataset_index
+        if index is None:
+            if len(self.config.keypoint_heads) > 1 or self.config.num_experts > 1:
+                raise ValueError(
+                    f"A traced model with heads {self.config.head_names} and {self.config.num_experts} experts serves "
+                    "one dataset: set `model.traced_dataset_index` to its head (index or name) before tracing."
+                )
+            return 0
+        if isinstance(index, str):
+            return self.config.dataset_index(index)
+        num_indices = self.config.num_experts if len(self.config.keypoint_heads) == 1 else len(self.config.keypoint_heads)
+        if not 0 <= int(index) < num_indices:
             raise ValueError(
-                f"A traced model with heads {self.config.head_names} and {self.config.num_experts} experts serves one "
-                "dataset: set `model.traced_dataset_index` to its head (index or name) before tracing."
+                f"traced_dataset_index {index} is out of range: this model has heads {self.config.head_names} and "
+                f"{self.config.num_experts} experts."
             )
-        return 0
+        return int(index)
 
     def resolve_dataset_index(self, dataset_index, batch_size: int, device: torch.device) -> torch.Tensor:
         """Accept an int, a dataset name, a sequence of either, or a (B,) tensor; validate against the heads."""

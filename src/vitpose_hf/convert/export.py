@@ -40,10 +40,10 @@ class HeatmapsModule(nn.Module):
 @contextlib.contextmanager
 def traced_head(model: VitPoseModel, dataset: int | str | None) -> Iterator[VitPoseModel]:
     """`model` set to serve the head of `dataset` (default the first) while traced; restored afterwards."""
-    index = model.config.dataset_index(dataset)
     previous = model.traced_dataset_index
-    model.traced_dataset_index = index
+    model.traced_dataset_index = 0 if dataset is None else dataset
     try:
+        model.traced_head_index()  # an unknown head fails here, before any tracing
         yield model
     finally:
         model.traced_dataset_index = previous
