@@ -120,18 +120,22 @@ def optimize_for_inference(
 ) -> nn.Module:
     """An inference-only copy of `model` in `dtype` (None: the model's own), with its fastest kernels.
 
-    `pack` (default: where available, i.e. CPU fp32/bf16 with oneDNN) prepacks the linear layers; `compile` wraps the
-    forward in `torch.compile` (worth it on GPUs; on CPU prepacking gets most of the gain without a compile step).
+    `pack` (default: where available, i.e. CPU fp32/bf16 with oneDNN, unless compiling) prepacks the linear layers;
+    `compile` wraps the forward in `torch.compile` instead (worth it on GPUs; on CPU prepacking gets most of the gain
+    without a compile step).
     The copy is in eval mode and must not be trained; `model` itself is left untouched.
     """
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype if dtype is None else resolve_dtype(dtype, device)
     fast = copy.deepcopy(model).eval().requires_grad_(False).to(dtype)
-    if pack is None:
-        pack = device.type == "cpu" and onednn_linear_available(dtype)
+    if pack is None:  # inductor packs weights itself (with freezing) and cannot lower the prepacked op
+        pack = device.type == "cpu" and onednn_linear_available(dtype) and not compile
     if pack:
-        if device.type != "cpu" or not onednn_linear_available(dtype):
-            raise ValueError(f"Prepacked oneDNN linear layers need a CPU model in fp32 or bf16, got {device} {dtype}.")
+        if device.type != "cpu" or not onednn_linear_available(dtype) or compile:
+            raise ValueError(
+                f"Prepacked oneDNN linear layers need an uncompiled CPU model in fp32 or bf16, got {device} {dtype}"
+                f"{' with compile' if compile else ''}."
+            )
         pack_linear_layers(fast)
     if compile:
         fast.forward = torch.compile(fast.forward)
