@@ -14,7 +14,7 @@ import vitpose_hf.inference_optimization as optimization
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.cli import main
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
-from vitpose_hf.inference_optimization import PackedLinear, optimize_for_inference, resolve_dtype
+from vitpose_hf.inference_optimization import PackedDeconvReLU, PackedLinear, optimize_for_inference, resolve_dtype
 
 from conftest import tiny_config_kwargs
 
@@ -34,6 +34,7 @@ def test_fast_path_equals_plain_forward(overrides):
     model = _model(**overrides)
     fast = optimize_for_inference(model, "fp32")
     assert any(isinstance(m, PackedLinear) and m.activation == "gelu" for m in fast.modules())
+    assert any(isinstance(m, PackedDeconvReLU) for m in fast.modules())  # classic decoder: BatchNorm folded
     pixels = torch.randn(3, 3, 256, 192)
     index = torch.tensor([0, 2, 0]) if overrides else None
     with torch.no_grad():
