@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 from transformers import pipeline
 
 import vitpose_hf  # noqa: F401  (registers the task)
