@@ -166,13 +166,14 @@ def test_batched_images_equal_one_by_one(pose):
 def test_crops_are_batched_through_the_model(tiny_model):
     pose = pipeline("keypoint-detection", model=tiny_model, device="cpu")
     sizes = []
-    original = tiny_model.forward
+    runner = pose.inference_model  # the (optimized) copy of tiny_model the pipeline runs
+    original = runner.forward
 
     def counting_forward(*args, **kwargs):
         sizes.append(kwargs["pixel_values"].shape[0])
         return original(*args, **kwargs)
 
-    tiny_model.forward = counting_forward
+    runner.forward = counting_forward
     try:
         pose(random_image(13), boxes=[BOXES[0]] * 10, batch_size=4)
         assert sizes == [8, 8, 4]  # 4 + 4 + 2 crops, each with its mirrored twin
@@ -180,7 +181,7 @@ def test_crops_are_batched_through_the_model(tiny_model):
         pose(random_image(13), boxes=[BOXES[0]] * 10, batch_size=4, flip_test=False)
         assert sizes == [4, 4, 2]
     finally:
-        del tiny_model.forward
+        del runner.forward
 
 
 def test_generator_input(pose):

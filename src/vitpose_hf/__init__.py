@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 from ._lazy import lazy_exports
 from .configuration_vitpose import VARIANTS, VitPoseConfig
 from .image_processing_vitpose import VitPoseImageProcessor
+from .inference_optimization import optimize_for_inference
 from .keypoints import KEYPOINT_LAYOUTS, KeypointLayout, get_layout, register_layout
 from .modeling_vitpose import VitPoseBackbone, VitPoseEstimatorOutput, VitPoseModel, VitPosePreTrainedModel
 from .pipeline import KeypointDetectionPipeline, register_pipeline
@@ -68,5 +69,5 @@ __getattr__, _, _ = lazy_exports(__name__, {"convert.transformers_format": ("exp
 __all__ = [
     "KEYPOINT_LAYOUTS", "KeypointDetectionPipeline", "KeypointLayout", "VARIANTS", "VitPoseBackbone", "VitPoseConfig",
     "VitPoseEstimatorOutput", "VitPoseImageProcessor", "VitPoseModel", "export_to_transformers", "get_layout",
-    "register_layout",
+    "optimize_for_inference", "register_layout",
 ]

@@ -4,13 +4,16 @@
     vitpose-hf predict val/*.jpg --boxes person_detections.json --coco-results
     vitpose-hf demo                     # the bundled picture, the embedded model, no network
     vitpose-hf evaluate --annotations val.json --images val/ --output results.json
+    vitpose-hf export my-model/ --format onnx --output-dir my-model-onnx/
 
 `predict` writes, per image, `<name>.png` (skeletons drawn) and `<name>.json` (the pipeline's people), each as soon
 as that image is done; with `--coco-results` also `coco_results.json` in the COCO keypoint results format. A video
 (.mp4, .avi, .mov, .mkv, .webm) gets `<name>.mp4` (every frame, skeletons and track ids drawn) and `<name>.jsonl`
 (one frame per line, people with a `track_id`); see `vitpose_hf.video`. Without `--model` it runs ViTPose-B from the
 Hub when cached or reachable, else the embedded model (see vitpose_hf.defaults). `demo` does the same for the bundled
-picture and its boxes with the embedded model, into `demo_output/`.
+picture and its boxes with the embedded model, into `demo_output/`. `--dtype auto` (the default) runs bf16 where the
+hardware computes it natively (GPUs, CPUs with AVX512-BF16/AMX), fp32 elsewhere. `export` writes one head of a model
+as model.onnx with its image processor.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from . import __version__
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 DEMO_IMAGE = ASSETS_DIR / "demo.jpg"
 DEMO_BOXES = ASSETS_DIR / "demo_boxes.json"
+DTYPE_CHOICES = ["auto", "fp32", "bf16", "fp16"]
+DTYPE_HELP = "precision of the model: auto (default) is bf16 where the hardware computes it natively, else fp32"
 
 
 def load_boxes_file(path: str | Path, images: Sequence[str]) -> list[list]:
@@ -149,11 +154,14 @@ def _check_folder(option: str, source: str) -> None:
         raise ValueError(f"{option} {source!r}: no such folder (nor a Hub model id).")
 
 
-def build_pipeline(model: str | None, device: str | None, batch_size: int):
-    """The keypoint-detection pipeline of `model` (when None, the default of vitpose_hf.defaults)."""
+def build_pipeline(model: str | None, device: str | None, batch_size: int, dtype: str = "auto"):
+    """The keypoint-detection pipeline of `model` (when None, the default of vitpose_hf.defaults), in `dtype`
+    ("auto": the hardware's fastest native one)."""
+    import torch
     from transformers import pipeline
 
     from .defaults import default_model_path
+    from .inference_optimization import resolve_dtype
     from .modeling_vitpose import check_local_checkpoint
     from .pipeline import KeypointDetectionPipeline
 
@@ -162,11 +170,12 @@ def build_pipeline(model: str | None, device: str | None, batch_size: int):
         _check_folder("--model", model)
         check_local_checkpoint(model)  # truncated weights named (not a Hub error)
     source = model if model is not None else default_model_path()
+    run_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         # pipeline_class: a folder written by pipe.save_pretrained loads with the installed code, no trust_remote_code.
         return pipeline(
             "keypoint-detection", model=source, device=device, batch_size=batch_size,
-            pipeline_class=KeypointDetectionPipeline,
+            pipeline_class=KeypointDetectionPipeline, dtype=resolve_dtype(dtype, run_device),
         )
     except (OSError, ValueError, KeyError) as error:
         raise ValueError(f"--model {source!r} cannot be loaded: {_one_line(error)}") from error
@@ -212,7 +221,7 @@ def iter_predict(
     images: Sequence[str], output_dir: str | Path, model: str | None = None, boxes: list | None = None,
     box_format: str = "xywh", detector: str | None = None, detector_threshold: float = 0.5, flip_test: bool = True,
     dataset: str | None = None, draw_threshold: float = 0.3, write_coco_results: bool = False,
-    device: str | None = None, batch_size: int = 8, pose: Any = None, resume: bool = False,
+    device: str | None = None, batch_size: int = 8, pose: Any = None, resume: bool = False, dtype: str = "auto",
 ) -> Iterator[dict]:
     """`predict`, reported image by image: alone, each image's files are written, then reported, before the next one
     starts; under `accelerate launch` the main process reports everything once all processes are done."""
@@ -225,7 +234,7 @@ def iter_predict(
     if isinstance(detector, str):
         _check_folder("--detector", detector)  # before the pose model loads
     state = launched_process_state()
-    pose = pose if pose is not None else build_pipeline(model, device or process_device(state), batch_size)
+    pose = pose if pose is not None else build_pipeline(model, device or process_device(state), batch_size, dtype)
     if detector is not None and boxes is None:
         detector = load_detector(detector, getattr(pose, "device", None))
     output_dir = Path(output_dir)
@@ -276,19 +285,22 @@ def iter_predict(
         yield {"coco_results": str(coco_file), "people": len(all_results)}
 
 
-def demo(output_dir: str | Path = "demo_output", model: str | None = None, device: str | None = None) -> list[dict]:
-    """The whole pipeline on the bundled picture of synthetic figures, with its boxes, offline."""
-    return list(iter_demo(output_dir, model=model, device=device))
+def demo(output_dir: str | Path = "demo_output", **options: Any) -> list[dict]:
+    """The whole pipeline on the bundled picture of synthetic figures, with its boxes, offline (`options`: those of
+    `iter_demo`)."""
+    return list(iter_demo(output_dir, **options))
 
 
-def iter_demo(output_dir: str | Path = "demo_output", model: str | None = None, device: str | None = None):
+def iter_demo(
+    output_dir: str | Path = "demo_output", model: str | None = None, device: str | None = None, dtype: str = "auto",
+) -> Iterator[dict]:
     """`demo` as `iter_predict` reports it; the embedded model unless another is named (it knows these figures)."""
     from .defaults import embedded_model_path
 
     boxes = json.loads(DEMO_BOXES.read_text())
     return iter_predict(
         [str(DEMO_IMAGE)], output_dir, model=model if model is not None else embedded_model_path(),
-        boxes=[boxes["boxes"]], box_format=boxes.get("box_format", "xywh"), device=device,
+        boxes=[boxes["boxes"]], box_format=boxes.get("box_format", "xywh"), device=device, dtype=dtype,
     )
 
 
@@ -314,6 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--draw-threshold", type=float, default=0.3, help="joints scoring less are not drawn")
     run.add_argument("--batch-size", type=int, default=8, help="crops per forward")
     run.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the first accelerator, else cpu)")
+    run.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     run.add_argument("--resume", action="store_true", help="skip images whose PNG and JSON are already complete")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--detect-every", type=int, default=1, help="videos: detections on every Nth frame only")
@@ -338,7 +351,14 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--output-dir", default="demo_output")
     show.add_argument("--model", default=None, help="another model to run instead of the embedded one")
     show.add_argument("--device", default=None)
+    show.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=DTYPE_HELP)
     show.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="one head of a model as model.onnx (dynamic batch) + its processor")
+    export.add_argument("folder", help="model folder (save_pretrained)")
+    export.add_argument("--format", default="onnx", choices=["onnx"])
+    export.add_argument("--dataset", default=None, help="the head to export (default: the first)")
+    export.add_argument("--output-dir", required=True)
     return parser
 
 
@@ -417,11 +437,21 @@ def _evaluate(args: argparse.Namespace) -> Iterator[dict]:
     return iter(())
 
 
+def _export(args: argparse.Namespace) -> Iterator[dict]:
+    from .convert.export import export_onnx
+
+    path = export_onnx(args.folder, args.output_dir, dataset=args.dataset)
+    print(f"{args.folder} -> {path}")
+    return iter(())
+
+
 def _run(args: argparse.Namespace) -> Iterator[dict]:
     if args.command == "evaluate":
         return _evaluate(args)
+    if args.command == "export":
+        return _export(args)
     if args.command == "demo":
-        return iter_demo(args.output_dir, model=args.model, device=args.device)
+        return iter_demo(args.output_dir, model=args.model, device=args.device, dtype=args.dtype)
     videos = [path for path in args.images if _is_video(path)]
     images = [path for path in args.images if path not in videos]
     return itertools.chain(_predict_videos(args, videos), _run_images(args, images) if images else ())
@@ -443,7 +473,7 @@ def _predict_videos(args: argparse.Namespace, videos: list[str]) -> Iterator[dic
         raise ValueError("--boxes with a video applies to that video only: give the video alone.")
     if args.boxes and len(videos) > 1:
         raise ValueError(f"--boxes holds the detections of one video, got {len(videos)} videos.")
-    pose = build_pipeline(args.model, args.device, args.batch_size)
+    pose = build_pipeline(args.model, args.device, args.batch_size, args.dtype)
     for video, stem in zip(videos, _output_stems(videos)):
         yield predict_video(
             pose, video, args.output_dir, draw_threshold=args.draw_threshold, name=stem, boxes=args.boxes,
@@ -459,7 +489,7 @@ def _run_images(args: argparse.Namespace, images: list[str]) -> Iterator[dict]:
         images, args.output_dir, model=args.model, boxes=boxes, box_format=args.box_format,
         detector=args.detector, detector_threshold=args.detector_threshold, flip_test=not args.no_flip,
         dataset=args.dataset, draw_threshold=args.draw_threshold, write_coco_results=args.coco_results,
-        device=args.device, batch_size=args.batch_size, resume=args.resume,
+        device=args.device, batch_size=args.batch_size, resume=args.resume, dtype=args.dtype,
     )
 
 

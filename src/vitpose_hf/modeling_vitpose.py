@@ -579,8 +579,14 @@ class VitPosePreTrainedModel(PreTrainedModel):
                 if isinstance(layer, (nn.ConvTranspose2d, nn.Conv2d)):
                     init_head_layer(layer)
 
+    # The head (and expert) of every sample while traced (torch.export, ONNX, torch.compile): a traced graph cannot
+    # group a batch by the values of `dataset_index`. None: the only head of a single-head, expert-free model.
+    traced_dataset_index: int | None = None
+
     def expert_groups(self, dataset_index: torch.Tensor) -> list[tuple[int, torch.Tensor | None]]:
         """Group the batch by dataset: [(dataset, row indices)], a single (dataset, None) when uniform."""
+        if torch.compiler.is_compiling():
+            return [(self.traced_head_index(), None)]
         values = dataset_index.tolist()
         if len(set(values)) <= 1:  # uniform, or an empty batch (no person found)
             return [(values[0] if values else 0, None)]
@@ -588,6 +594,26 @@ class VitPosePreTrainedModel(PreTrainedModel):
         for value in sorted(set(values)):
             groups.append((value, (dataset_index == value).nonzero().flatten()))
         return groups
+
+    def traced_head_index(self) -> int:
+        """`traced_dataset_index` as a validated head (or, for a single head, expert) index."""
+        index = self.traced_dataset_index
+        if index is None:
+            if len(self.config.keypoint_heads) > 1 or self.config.num_experts > 1:
+                raise ValueError(
+                    f"A traced model with heads {self.config.head_names} and {self.config.num_experts} experts serves "
+                    "one dataset: set `model.traced_dataset_index` to its head (index or name) before tracing."
+                )
+            return 0
+        if isinstance(index, str):
+            return self.config.dataset_index(index)
+        num_indices = self.config.num_experts if len(self.config.keypoint_heads) == 1 else len(self.config.keypoint_heads)
+        if not 0 <= int(index) < num_indices:
+            raise ValueError(
+                f"traced_dataset_index {index} is out of range: this model has heads {self.config.head_names} and "
+                f"{self.config.num_experts} experts."
+            )
+        return int(index)
 
     def resolve_dataset_index(self, dataset_index, batch_size: int, device: torch.device) -> torch.Tensor:
         """Accept an int, a dataset name, a sequence of either, or a (B,) tensor; validate against the heads."""
@@ -608,6 +634,8 @@ class VitPosePreTrainedModel(PreTrainedModel):
             dataset_index = dataset_index.expand(batch_size)
         if dataset_index.numel() != batch_size:
             raise ValueError(f"dataset_index has {dataset_index.numel()} entries for a batch of {batch_size}.")
+        if torch.compiler.is_compiling():
+            return dataset_index  # a data-dependent check cannot be traced; the traced head is fixed anyway
         bad = (dataset_index < 0) | (dataset_index >= num_indices)
         if bool(bad.any()):
             raise ValueError(

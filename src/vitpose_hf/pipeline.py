@@ -40,6 +40,7 @@ from .codec import flip_images
 from .defaults import DEFAULT_DETECTOR_ID, default_detector, default_model_path
 from .image_processing_vitpose import VitPoseImageProcessor
 from .images import load_image
+from .inference_optimization import optimize_for_inference, resolve_dtype
 
 TASK = "keypoint-detection"
 DEFAULT_BATCH_SIZE = 8
@@ -194,6 +195,13 @@ class KeypointDetectionPipeline(ChunkPipeline):
         batch_size: crops per forward (twice that with `flip_test`); default 8.
         return_tensors: keypoints, scores and boxes as torch tensors instead of Python lists.
 
+    Construction only:
+        dtype: the precision the model runs in: a torch dtype or "fp32" / "bf16" / "fp16"; "auto" (transformers'
+            default) keeps the model's own dtype. `vitpose_hf.inference_optimization.resolve_dtype("auto")` names the
+            fastest one for the hardware (what the CLI's `--dtype auto` uses).
+        optimize: run an inference-only copy of the model with oneDNN-prepacked linear layers on CPU (default True;
+            the heatmaps equal the plain forward's to about 1e-6 in fp32). `pose.model` stays the plain model.
+
     Returns, per image, a list of people `{"keypoints": [[x, y], ...], "scores": [...], "labels": [names],
     "bbox": [x0, y0, x1, y1], "box_score": float}` (box_score is the detector's score, 1.0 for given boxes without a
     score column and for the whole-image box).
@@ -205,7 +213,7 @@ class KeypointDetectionPipeline(ChunkPipeline):
     _load_tokenizer = False
     _load_video_processor = False  # else transformers derives a remote "VideoProcessor" from auto_map and prompts
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, dtype: str | torch.dtype | None = "auto", optimize: bool = True, **kwargs):
         kwargs.setdefault("batch_size", DEFAULT_BATCH_SIZE)
         self._detectors: dict[Any, Any] = {}
         if "model" in kwargs:
@@ -215,6 +223,12 @@ class KeypointDetectionPipeline(ChunkPipeline):
         self._default_detector: Any = _UNRESOLVED  # looked up once, when first needed
         self._warned_whole_image = False
         super().__init__(*args, **kwargs)
+        self.model.eval()
+        run_dtype = None if dtype in (None, "auto") else resolve_dtype(dtype, self.device)
+        # What `_forward` runs; `self.model` stays the plain model (saved by `save_pretrained`, free to train).
+        self.inference_model = self.model
+        if optimize or run_dtype not in (None, self.model.dtype):
+            self.inference_model = optimize_for_inference(self.model, run_dtype, pack=None if optimize else False)
         if self.image_processor is None:
             self.image_processor = _processor_for(self.model)
         elif not isinstance(self.image_processor, VitPoseImageProcessor):
@@ -222,7 +236,6 @@ class KeypointDetectionPipeline(ChunkPipeline):
             accepted = inspect.signature(VitPoseImageProcessor.__init__).parameters
             settings = {k: v for k, v in self.image_processor.to_dict().items() if k in accepted and k != "self"}
             self.image_processor = VitPoseImageProcessor(**settings)
-        self.model.eval()
 
     # Parameters ---------------------------------------------------------------------------------------------------
     def _sanitize_parameters(
@@ -358,10 +371,10 @@ class KeypointDetectionPipeline(ChunkPipeline):
         heatmaps = flipped = None
         if rows.numel() > 0:
             crops = pixel_values if rows.numel() == len(valid) else pixel_values.index_select(0, rows)
-            crops = crops.to(self.model.dtype)
+            crops = crops.to(self.inference_model.dtype)
             if flip_test:
                 crops = torch.cat([crops, flip_images(crops)])
-            maps = self.model(pixel_values=crops, dataset_index=dataset).heatmaps.float()
+            maps = self.inference_model(pixel_values=crops, dataset_index=dataset).heatmaps.float()
             found, flipped_found = (maps[: len(rows)], maps[len(rows) :]) if flip_test else (maps, None)
             heatmaps = found.new_zeros((len(valid),) + found.shape[1:]).index_copy(0, rows, found)
             if flipped_found is not None:

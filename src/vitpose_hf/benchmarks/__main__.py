@@ -3,12 +3,14 @@
     python -m vitpose_hf.benchmarks                      # every suite, CPU defaults
     python -m vitpose_hf.benchmarks --suite model --sizes small base --batch-sizes 1 8
     python -m vitpose_hf.benchmarks --suite model --device cuda --dtypes float32 bfloat16 --compile
+    python -m vitpose_hf.benchmarks --suite peers --sizes base --batch-sizes 8 1     # vs ONNX Runtime, GEMM ceiling
 
 Suites: model (forward crops/s, ours vs transformers' VitPoseForPoseEstimation with identical weights),
 processing (pre/post-processing per box vs transformers' VitPoseImageProcessor), data (augmentation + targets,
 samples/s per worker), pipeline (end-to-end share of time outside the model forward), attention (training memory
 and speed per attention type at 1/8 features), video (frames/s of batched video tracking vs the pipeline frame by
-frame). Each prints a markdown table.
+frame), peers (our fp32 fast path, bf16 and the pipeline against ONNX Runtime and transformers on the same
+weights, as shares of the machine's GEMM rate). Each prints a markdown table.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ SUITES = {
     "pipeline": ("pipeline", "run_pipeline_benchmark"),
     "attention": ("attention", "run_attention_benchmark"),
     "video": ("video", "run_video_benchmark"),
+    "peers": ("peers", "run_peers_benchmark"),
 }
 
 
@@ -51,6 +54,8 @@ def main() -> None:
         run = getattr(importlib.import_module(f".{module_name}", __package__), function_name)
         if suite == "model":
             rows = run(args.sizes, args.batch_sizes, args.device, dtypes, args.compile, args.repeats)
+        elif suite == "peers":  # compares dtypes and devices itself; takes the shared options
+            rows = run(size=args.sizes[-1], batch_sizes=args.batch_sizes, device=args.device, repeats=args.repeats)
         else:
             rows = run()
         if isinstance(rows, dict):
