@@ -111,3 +111,13 @@ def test_importing_the_package_or_the_generator_leaves_the_converter_out():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_tests_share_helpers_through_support_only():
+    import re
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    for path in sorted(tests.glob("test_*.py")):
+        imports = re.findall(r"^\s*(?:from|import) (test_\w+|conftest)\b", path.read_text(), flags=re.M)
+        assert imports == [], f"{path.name} imports {imports}: shared helpers belong in tests/support/"

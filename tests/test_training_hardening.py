@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_training import TRAIN, run_train, tiny_recipe, write_recipe
+from support.training import TRAIN, run_train, tiny_recipe, write_recipe
 
 from vitpose_hf.training import supervised
 from vitpose_hf.training.config import ConfigError, load_training_config
