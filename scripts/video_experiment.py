@@ -166,8 +166,9 @@ def main() -> None:
                                ("consistency (OKS, matched frames)", "outputs matched by OKS > 0.5, matched frames")):
             shares = ", ".join(f"{k}: {v:.3f}" for k, v in row[measure].items())
             print(f"  consistency, {label}: min {min(row[measure].values()):.3f} ({shares})")
+        every_frame = row["frames_in"] == row["frames_jsonl"] == row["frames_video"]
         print(f"  frames: input {row['frames_in']}, jsonl {row['frames_jsonl']}, annotated video {row['frames_video']}"
-              f" -> {'every frame kept' if row['frames_in'] == row['frames_jsonl'] == row['frames_video'] else 'MISMATCH'}")
+              f" -> {'every frame kept' if every_frame else 'MISMATCH'}")
     if not args.skip_speed:
         from vitpose_hf.benchmarks.video import run_video_benchmark
 

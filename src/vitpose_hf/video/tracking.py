@@ -2,17 +2,18 @@
 SORT, with the pose as a second cue, as mmpose's pose tracking).
 
 Matching: each track's box is first predicted on the new frame by constant-velocity motion (SORT's motion model,
-without its Kalman filter): the line fitted through the centres of its last `motion_frames` boxes, which averages out
-a detector's jitter, with the size of its last box. A (track, person) pair can match only where the IoU of the person's box with that
-predicted box exceeds `threshold` (metric "iou+oks", default, or "iou"); its score is that IoU plus `oks_weight` times
-the OKS of the person's keypoints with the track's last keypoints moved by that velocity (`keypoint_oks`, the OKS of
-OKS-NMS, with the layout's sigmas). The box comes first because identity is about which person a box follows: where
-people overlap, top-down poses of neighbouring boxes drift onto the same body, so the pose only breaks near-ties, and a
-person whose pose coincides with another's in the same frame (OKS above `crowded_oks`) is scored by its box only.
-With metric "oks" the OKS alone gates and scores (mmpose's OKS tracking).
+without its Kalman filter): the line fitted through the centres of its last `motion_frames` detection boxes, which
+averages out a detector's jitter, with the size of the last one. A (track, person) pair can match only where the IoU
+of the person's box with that predicted box exceeds `threshold` (metric "iou+oks", default, or "iou"); its score is
+that IoU plus `oks_weight` times the OKS of the person's keypoints with the track's last keypoints moved by that
+velocity (`keypoint_oks`, the OKS of OKS-NMS, with the layout's sigmas). The box comes first because identity is about
+which person a box follows: where people overlap, top-down poses of neighbouring boxes drift onto the same body, so the
+pose only breaks near-ties, and a person whose pose coincides with another's in the same frame (OKS above
+`crowded_oks`) is scored by its box only. With metric "oks" the OKS alone gates and scores (mmpose's OKS tracking).
 Pairs are taken greedily, best first, each track and person once: first the tracks seen on the previous frame, then,
 with the people left, the tracks lost for a few frames (a matching cascade, as DeepSORT's), so that a track
-reappearing after an occlusion does not take a box from a person followed all along. Unmatched people start new tracks.
+reappearing after an occlusion does not take a box from a person followed all along. Unmatched people start new
+tracks.
 
 Identities: ids are 0, 1, 2, ... in order of appearance and are never reused within one tracker (one video), so an
 id always names one person in the output. A track unmatched for more than `max_missed` consecutive frames ends (the
@@ -93,7 +94,9 @@ def greedy_match(similarity: np.ndarray, threshold: float) -> list[tuple[int, in
 @dataclass
 class Track:
     """One person followed over frames: its last keypoints (K, 2), scores (K,), xyxy box, the frame it was last
-    matched on, and the (frame, box) pairs of its recent matches, from which its motion is estimated."""
+    matched on, and the (frame, box) pairs of its recent matches to detections, from which its motion is estimated
+    (boxes carried between detections come from that motion, so they would only echo it, and drift with the pose;
+    they are kept, in `carried`, only until the next detection, to give a track with one detection a velocity)."""
 
     track_id: int
     keypoints: np.ndarray
@@ -102,6 +105,7 @@ class Track:
     last_frame: int
     first_frame: int
     history: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    carried: list[tuple[int, np.ndarray]] = field(default_factory=list)
 
     @property
     def area(self) -> float:
@@ -111,8 +115,9 @@ class Track:
         """The least-squares line through the recent box centres, (centre at the mean frame, velocity per frame,
         mean frame): a detector's box jitters by a few pixels each frame, as much as a person walks, so the velocity
         of the last two boxes alone is mostly noise."""
-        frames = np.array([frame for frame, _ in self.history], dtype=np.float64)
-        centres = np.array([(box[:2] + box[2:]) / 2 for _, box in self.history])
+        points = self.history if len(self.history) > 1 else self.history + self.carried
+        frames = np.array([frame for frame, _ in points], dtype=np.float64)
+        centres = np.array([(box[:2] + box[2:]) / 2 for _, box in points])
         mean_frame, mean_centre = frames.mean(), centres.mean(axis=0)
         spread = ((frames - mean_frame) ** 2).sum()
         velocity = ((frames - mean_frame)[:, None] * (centres - mean_centre)).sum(axis=0) / spread if spread else \
@@ -122,20 +127,20 @@ class Track:
     @property
     def velocity(self) -> np.ndarray:
         """Box centre motion in pixels per frame."""
-        return self._motion()[1] if len(self.history) > 1 else np.zeros(2)
+        return self._motion()[1] if len(self.history) + len(self.carried) > 1 else np.zeros(2)
 
     def shift(self, frame_index: int) -> np.ndarray:
         """Where the track's constant-velocity motion has moved it by `frame_index` (x, y offset)."""
         return self.velocity * (frame_index - self.last_frame)
 
     def predicted_box(self, frame_index: int) -> np.ndarray:
-        """The xyxy box expected on `frame_index`: centred on the motion line, of the last box's size (a box's shape
-        follows the pose, swinging arms and turns, faster than a mean over frames does)."""
-        if len(self.history) < 2:
+        """The xyxy box expected on `frame_index`: centred on the motion line, of the last detection's size (a box's
+        shape follows the pose, swinging arms and turns, faster than a mean over frames does)."""
+        if len(self.history) + len(self.carried) < 2:
             return self.bbox
         centre, velocity, mean_frame = self._motion()
         centre = centre + velocity * (frame_index - mean_frame)
-        half = (self.bbox[2:] - self.bbox[:2]) / 2
+        half = (self.history[-1][1][2:] - self.history[-1][1][:2]) / 2
         return np.concatenate([centre - half, centre + half])
 
 
@@ -148,7 +153,7 @@ class PoseTracker:
         threshold: minimum IoU (OKS with metric "oks") of a match.
         oks_weight: weight of the OKS added to the IoU with metric "iou+oks".
         max_missed: frames a track survives without a match before it ends.
-        motion_frames: the frames (counted back from the newest) whose boxes estimate a track's motion.
+        motion_frames: how many of a track's latest detection boxes estimate its motion.
         keypoint_threshold: keypoints scoring below it do not count in the OKS, nor in pose-guided boxes.
         crowded_oks: with "iou+oks", people whose OKS with another person of the frame exceeds it match by box only.
     """
@@ -237,7 +242,7 @@ class PoseTracker:
                     raise ValueError(f"Person {col} of frame {frame_index} continues track {track_id}, which is not "
                                      "live.")
                 ids[col] = int(track_id)
-                self._refresh(by_id.pop(track_id), people[col], frame_index)
+                self._refresh(by_id.pop(track_id), people[col], frame_index, detected=False)
         recent = [track for track in self.tracks if track.track_id in by_id and track.last_frame == frame_index - 1]
         lost = [track for track in self.tracks if track.track_id in by_id and track.last_frame < frame_index - 1]
         for free_tracks in (recent, lost):  # the matching cascade: people followed all along first
@@ -264,10 +269,13 @@ class PoseTracker:
         return np.array([self._similarity([by_id[i]], [person], frame_index)[0, 0]
                          for person, i in zip(people, track_ids)])
 
-    def _refresh(self, track: Track, person: dict, frame_index: int) -> None:
+    def _refresh(self, track: Track, person: dict, frame_index: int, detected: bool = True) -> None:
         bbox = np.asarray(person["bbox"], dtype=np.float64).reshape(4)
-        track.history = [(frame, box) for frame, box in track.history if frame > frame_index - self.motion_frames]
-        track.history.append((frame_index, bbox))
+        if detected:
+            track.history = [*track.history, (frame_index, bbox)][-self.motion_frames:]
+            track.carried = []
+        else:
+            track.carried.append((frame_index, bbox))
         track.keypoints = np.asarray(person["keypoints"], dtype=np.float64).reshape(-1, 2)
         track.scores = np.asarray(person["scores"], dtype=np.float64).reshape(-1)
         track.bbox = bbox
