@@ -141,7 +141,7 @@ def track_video(
         detect_every: detection frames are those whose index is a multiple of it; the others carry boxes.
         smooth: One-Euro smoothing of each track's keypoints (`smoother` sets its parameters).
         batch_frames: detection frames sent to the pipeline in one call.
-        tracker: a `PoseTracker` (default: OKS matching with the model layout's sigmas).
+        tracker: a `PoseTracker` (default: box IoU with motion, OKS to break ties, the model layout's sigmas).
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}.")
