@@ -333,7 +333,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--smooth", action="store_true", help="videos: One-Euro smoothing of tracked keypoints")
 
     score = commands.add_parser("evaluate", help="COCO AP / PCKh of a model on an annotated dataset (flip test)")
-    score.add_argument("--model", default=None, help="model id or folder (default: the model embedded in the package)")
+    score.add_argument("--model", default=None, help="model id or folder (default: the pipeline's default model)")
     score.add_argument("--annotations", required=True, help="annotation file (COCO keypoints, or see --format)")
     score.add_argument("--images", required=True, help="folder the annotation file's image names are relative to")
     score.add_argument("--detections", default=None, help="COCO detection results: predict in detector boxes, "

@@ -186,6 +186,8 @@ class VitPoseConfig(BackboneConfigMixin, PreTrainedConfig):
         out_indices = kwargs.pop("out_indices", None)
         out_features = kwargs.pop("out_features", None)
         self.image_size = list(parse_image_size(self.image_size))
+        if not isinstance(self.window_size, (list, tuple)):  # a bare int would fail later with a bare TypeError
+            raise ValueError(f"window_size must be (height, width) in tokens, got {self.window_size!r}.")
         self.window_size = [int(s) for s in self.window_size]
         if self.keypoint_heads is None:
             self.keypoint_heads = ["coco"]

@@ -2,8 +2,8 @@
 
     python scripts/benchmark.py --suite peers                           # ViTPose-B, batches 1 and 8, CPU
     python scripts/benchmark.py --suite peers --device cuda             # same table on a GPU (ONNX Runtime if it has CUDA)
-    python scripts/benchmark.py --suite peers --accuracy-only           # embedded model: fast path and bf16 vs fp32
-    python scripts/benchmark.py --suite peers
+    python -m vitpose_hf.benchmarks.peers --accuracy-only               # embedded model: fast path and bf16 vs fp32
+    python -m vitpose_hf.benchmarks.peers --batch-sizes 8 1 --no-accuracy   # the speed table alone
 
 Peers, timed alternately in one process on identical weights (random ViTPose weights, 256x192 crops):
   ours fp32 eager      VitPoseModel as trained (the plain forward)
