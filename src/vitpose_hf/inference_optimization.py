@@ -161,8 +161,9 @@ def optimize_for_inference(
     """An inference-only copy of `model` in `dtype` (None: the model's own), with its fastest kernels.
 
     `pack` (default: where available, i.e. CPU fp32/bf16 with oneDNN, unless compiling) prepacks the linear layers;
-    `compile` wraps the forward in `torch.compile` instead (worth it on GPUs; on CPU prepacking gets most of the gain
-    without a compile step).
+    `compile` wraps the forward in `torch.compile` with freezing instead: faster still where the batch size is fixed
+    (a video stream, a server with a fixed batch), since each new batch size compiles again; on GPUs it is the only
+    speed-up besides `dtype`.
     The copy is in eval mode and must not be trained; `model` itself is left untouched.
     """
     device = next(model.parameters()).device
@@ -179,7 +180,9 @@ def optimize_for_inference(
         pack_linear_layers(fast)
         pack_deconvolution_blocks(fast)
     if compile:
-        fast.forward = torch.compile(fast.forward)
+        # Freezing turns the (now constant) weights into folded, prepacked constants: measured ~1.15x the packed
+        # eager path on CPU at fp32, exact to ~1e-6, but every new input shape compiles again (~20 s for ViTPose-B).
+        fast.forward = torch.compile(fast.forward, options={"freezing": True})
     return fast
 
 

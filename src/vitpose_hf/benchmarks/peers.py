@@ -8,6 +8,8 @@
 Peers, timed alternately in one process on identical weights (random ViTPose weights, 256x192 crops):
   ours fp32 eager      VitPoseModel as trained (the plain forward)
   ours fp32 fast       `optimize_for_inference(model, "fp32")`, what the pipeline runs by default
+  ours fp32 compiled   `optimize_for_inference(model, "fp32", compile=True)`: torch.compile with freezing, for a
+                       fixed batch size (compiled once per batch size, before timing)
   ours bf16 fast       `optimize_for_inference(model, "bf16")` (CPU: only meaningful with native bf16)
   pipeline fp32/bf16   the whole keypoint-detection pipeline on one image with `batch` boxes, no flip test
   transformers fp32    transformers' VitPoseForPoseEstimation holding the same weights (export_to_transformers)
@@ -121,6 +123,7 @@ def run_peers_benchmark(
         session = _onnx_session(plain, folder, device)
     plain = plain.to(device)
     fast = {dtype: optimize_for_inference(plain, dtype) for dtype in ("fp32", "bf16")}
+    compiled = optimize_for_inference(plain, "fp32", compile=True)
     poses = {
         dtype: pipeline("keypoint-detection", model=plain, device=device, dtype=dtype) for dtype in ("fp32", "bf16")
     }
@@ -144,6 +147,7 @@ def run_peers_benchmark(
         peers = {
             "ours fp32 eager": forward(plain),
             "ours fp32 fast": forward(fast["fp32"]),
+            "ours fp32 compiled": forward(compiled),
             "ours bf16 fast": forward(fast["bf16"], torch.bfloat16),
             "pipeline fp32": lambda: poses["fp32"](image, boxes=boxes, flip_test=False, batch_size=batch),
             "pipeline bf16": lambda: poses["bf16"](image, boxes=boxes, flip_test=False, batch_size=batch),
@@ -160,7 +164,7 @@ def run_peers_benchmark(
         row = {"size": size, "device": device.type, "threads": torch.get_num_threads(), "batch": batch}
         row.update({f"{name} crops/s": value for name, value in rate.items()})
         reference = rate.get("onnxruntime fp32")
-        for name in ("ours fp32 fast", "pipeline fp32", "ours bf16 fast", "pipeline bf16", "ours fp32 eager",
+        for name in ("ours fp32 fast", "ours fp32 compiled", "pipeline fp32", "ours bf16 fast", "pipeline bf16", "ours fp32 eager",
                      "transformers fp32"):
             row[f"{name} / ORT"] = rate[name] / reference if reference else None
         for dtype in ("fp32", "bf16"):
@@ -168,6 +172,7 @@ def run_peers_benchmark(
             row[f"GEMM {dtype} GFLOP/s"] = ceilings[dtype]
             row[f"ours {dtype} fast GFLOP/s"] = achieved
             row[f"{dtype} share of GEMM"] = achieved / ceilings[dtype]
+        row["fp32 compiled share of GEMM"] = flops * rate["ours fp32 compiled"] / 1e9 / ceilings["fp32"]
         rows.append(row)
         print(markdown_table([row]), flush=True)
     if accuracy:
