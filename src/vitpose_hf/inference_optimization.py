@@ -182,8 +182,24 @@ def optimize_for_inference(
     if compile:
         # Freezing turns the (now constant) weights into folded, prepacked constants: measured ~1.15x the packed
         # eager path on CPU at fp32, exact to ~1e-6, but every new input shape compiles again (~20 s for ViTPose-B).
-        fast.forward = torch.compile(fast.forward, options={"freezing": True})
+        fast.forward = _frozen_compile(fast.forward)
     return fast
+
+
+def _frozen_compile(forward):
+    """`torch.compile(forward)` with inductor's freezing on when it compiles (at a call with a new shape).
+
+    The config is patched around each call rather than passed in `options`, which this torch ignores for freezing.
+    """
+    from torch._inductor import config as inductor_config
+
+    compiled = torch.compile(forward)
+
+    @functools.wraps(forward)
+    def frozen_forward(*args, **kwargs):
+        with inductor_config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+    return frozen_forward
 
 
 __all__ = ["PackedDeconvReLU", "PackedLinear", "pack_deconvolution_blocks", "cpu_has_native_bf16", "optimize_for_inference", "pack_linear_layers", "resolve_dtype"]
