@@ -49,8 +49,8 @@ def _synchronize(device: torch.device) -> None:
 
 
 def gemm_product(dtype: torch.dtype, device: torch.device):
-    """A call computing `GEMM_REPEATS` times the (M x K) x (K x N) product of `GEMM_SHAPE`: oneDNN with a prepacked weight on CPU, cuBLAS
-    on GPU. Timed among the peers, so that it sees the same machine load as they do."""
+    """A call computing `GEMM_REPEATS` times the (M x K) x (K x N) product of `GEMM_SHAPE`: oneDNN with a prepacked
+    weight on CPU, cuBLAS on GPU. Timed among the peers, so that it sees the same machine load as they do."""
     m, k, n = GEMM_SHAPE
     torch.manual_seed(0)
     a = torch.randn(m, k, device=device, dtype=dtype)
@@ -166,8 +166,8 @@ def run_peers_benchmark(
         row = {"size": size, "device": device.type, "threads": torch.get_num_threads(), "batch": batch}
         row.update({f"{name} crops/s": value for name, value in rate.items()})
         reference = rate.get("onnxruntime fp32")
-        for name in ("ours fp32 fast", "ours fp32 compiled", "pipeline fp32", "ours bf16 fast", "pipeline bf16", "ours fp32 eager",
-                     "transformers fp32"):
+        for name in ("ours fp32 fast", "ours fp32 compiled", "pipeline fp32", "ours bf16 fast", "pipeline bf16",
+                     "ours fp32 eager", "transformers fp32"):
             row[f"{name} / ORT"] = rate[name] / reference if reference else None
         for dtype in ("fp32", "bf16"):
             achieved = flops * rate[f"ours {dtype} fast"] / 1e9
