@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch._inductor import config as inductor_config
 from transformers import pipeline
 
 import vitpose_hf  # noqa: F401  (registers the task)
@@ -121,3 +122,15 @@ def test_cli_export(tmp_path, capsys):
     assert (tmp_path / "onnx" / "model.onnx").is_file() and (tmp_path / "onnx" / "preprocessor_config.json").is_file()
     assert main(["export", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "onnx")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_compiled_fast_path_equals_plain_forward():
+    model = _model()
+    fast = optimize_for_inference(model, "fp32", compile=True)
+    assert not any(isinstance(m, PackedLinear) for m in fast.modules())  # inductor packs the frozen weights itself
+    pixels = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        expected = model(pixels).heatmaps
+        got = fast(pixels).heatmaps
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item())
+    assert not inductor_config.freezing  # frozen only while this model compiles, not for the rest of the process

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -161,8 +163,9 @@ def optimize_for_inference(
     """An inference-only copy of `model` in `dtype` (None: the model's own), with its fastest kernels.
 
     `pack` (default: where available, i.e. CPU fp32/bf16 with oneDNN, unless compiling) prepacks the linear layers;
-    `compile` wraps the forward in `torch.compile` instead (worth it on GPUs; on CPU prepacking gets most of the gain
-    without a compile step).
+    `compile` wraps the forward in `torch.compile` with freezing instead: faster still where the batch size is fixed
+    (a video stream, a server with a fixed batch), since each new batch size compiles again; on GPUs it is the only
+    speed-up besides `dtype`.
     The copy is in eval mode and must not be trained; `model` itself is left untouched.
     """
     device = next(model.parameters()).device
@@ -179,8 +182,26 @@ def optimize_for_inference(
         pack_linear_layers(fast)
         pack_deconvolution_blocks(fast)
     if compile:
-        fast.forward = torch.compile(fast.forward)
+        # Freezing turns the (now constant) weights into folded, prepacked constants: measured 1.03-1.10x the packed
+        # eager path on CPU at fp32, exact to ~1e-6, but every new input shape compiles again (~20 s for ViTPose-B).
+        fast.forward = _frozen_compile(fast.forward)
     return fast
+
+
+def _frozen_compile(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """`torch.compile(forward)` with inductor's freezing on when it compiles (at a call with a new shape).
+
+    The config is patched around each call rather than passed in `options`, which this torch ignores for freezing.
+    """
+    from torch._inductor import config as inductor_config
+
+    compiled = torch.compile(forward)
+
+    @functools.wraps(forward)
+    def frozen_forward(*args, **kwargs):
+        with inductor_config.patch(freezing=True):
+            return compiled(*args, **kwargs)
+    return frozen_forward
 
 
 __all__ = ["PackedDeconvReLU", "PackedLinear", "pack_deconvolution_blocks", "cpu_has_native_bf16", "optimize_for_inference", "pack_linear_layers", "resolve_dtype"]

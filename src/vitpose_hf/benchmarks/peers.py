@@ -8,6 +8,8 @@
 Peers, timed alternately in one process on identical weights (random ViTPose weights, 256x192 crops):
   ours fp32 eager      VitPoseModel as trained (the plain forward)
   ours fp32 fast       `optimize_for_inference(model, "fp32")`, what the pipeline runs by default
+  ours fp32 compiled   `optimize_for_inference(model, "fp32", compile=True)`: torch.compile with freezing, for a
+                       fixed batch size (compiled once per batch size, before timing)
   ours bf16 fast       `optimize_for_inference(model, "bf16")` (CPU: only meaningful with native bf16)
   pipeline fp32/bf16   the whole keypoint-detection pipeline on one image with `batch` boxes, no flip test
   transformers fp32    transformers' VitPoseForPoseEstimation holding the same weights (export_to_transformers)
@@ -38,6 +40,7 @@ from ..inference_optimization import optimize_for_inference
 from .common import interleaved_timings, markdown_table
 
 GEMM_SHAPE = (1536, 768, 3072)  # (M, K, N): one ViT-B MLP product, 8 crops of 192 tokens
+GEMM_REPEATS = 8  # products per timed call: one ~15 ms product is too short to see the load the peers see
 
 
 def _synchronize(device: torch.device) -> None:
@@ -46,8 +49,8 @@ def _synchronize(device: torch.device) -> None:
 
 
 def gemm_product(dtype: torch.dtype, device: torch.device):
-    """A call computing the (M x K) x (K x N) product of `GEMM_SHAPE`: oneDNN with a prepacked weight on CPU, cuBLAS
-    on GPU. Timed among the peers, so that it sees the same machine load as they do."""
+    """A call computing `GEMM_REPEATS` times the (M x K) x (K x N) product of `GEMM_SHAPE`: oneDNN with a prepacked
+    weight on CPU, cuBLAS on GPU. Timed among the peers, so that it sees the same machine load as they do."""
     m, k, n = GEMM_SHAPE
     torch.manual_seed(0)
     a = torch.randn(m, k, device=device, dtype=dtype)
@@ -62,12 +65,13 @@ def gemm_product(dtype: torch.dtype, device: torch.device):
             return F.linear(a, weight)
 
     def call():
-        product()
+        for _ in range(GEMM_REPEATS):
+            product()
         _synchronize(device)
     return call
 
 
-GEMM_FLOPS = 2 * GEMM_SHAPE[0] * GEMM_SHAPE[1] * GEMM_SHAPE[2]
+GEMM_FLOPS = 2 * GEMM_SHAPE[0] * GEMM_SHAPE[1] * GEMM_SHAPE[2] * GEMM_REPEATS  # per call
 
 
 def flops_per_crop(model: torch.nn.Module) -> float:
@@ -121,6 +125,7 @@ def run_peers_benchmark(
         session = _onnx_session(plain, folder, device)
     plain = plain.to(device)
     fast = {dtype: optimize_for_inference(plain, dtype) for dtype in ("fp32", "bf16")}
+    compiled = optimize_for_inference(plain, "fp32", compile=True)
     poses = {
         dtype: pipeline("keypoint-detection", model=plain, device=device, dtype=dtype) for dtype in ("fp32", "bf16")
     }
@@ -144,6 +149,7 @@ def run_peers_benchmark(
         peers = {
             "ours fp32 eager": forward(plain),
             "ours fp32 fast": forward(fast["fp32"]),
+            "ours fp32 compiled": forward(compiled),
             "ours bf16 fast": forward(fast["bf16"], torch.bfloat16),
             "pipeline fp32": lambda: poses["fp32"](image, boxes=boxes, flip_test=False, batch_size=batch),
             "pipeline bf16": lambda: poses["bf16"](image, boxes=boxes, flip_test=False, batch_size=batch),
@@ -160,14 +166,15 @@ def run_peers_benchmark(
         row = {"size": size, "device": device.type, "threads": torch.get_num_threads(), "batch": batch}
         row.update({f"{name} crops/s": value for name, value in rate.items()})
         reference = rate.get("onnxruntime fp32")
-        for name in ("ours fp32 fast", "pipeline fp32", "ours bf16 fast", "pipeline bf16", "ours fp32 eager",
-                     "transformers fp32"):
+        for name in ("ours fp32 fast", "ours fp32 compiled", "pipeline fp32", "ours bf16 fast", "pipeline bf16",
+                     "ours fp32 eager", "transformers fp32"):
             row[f"{name} / ORT"] = rate[name] / reference if reference else None
         for dtype in ("fp32", "bf16"):
             achieved = flops * rate[f"ours {dtype} fast"] / 1e9
             row[f"GEMM {dtype} GFLOP/s"] = ceilings[dtype]
             row[f"ours {dtype} fast GFLOP/s"] = achieved
             row[f"{dtype} share of GEMM"] = achieved / ceilings[dtype]
+        row["fp32 compiled share of GEMM"] = flops * rate["ours fp32 compiled"] / 1e9 / ceilings["fp32"]
         rows.append(row)
         print(markdown_table([row]), flush=True)
     if accuracy:
