@@ -144,6 +144,7 @@ class Track:
         return np.concatenate([centre - half, centre + half])
 
 
+@dataclass
 class PoseTracker:
     """Gives each person of each frame a `track_id` that stays with them across frames (see the module docstring).
 
@@ -158,27 +159,27 @@ class PoseTracker:
         crowded_oks: with "iou+oks", people whose OKS with another person of the frame exceeds it match by box only.
     """
 
-    def __init__(self, sigmas: Sequence[float], metric: str = "iou+oks", threshold: float = 0.3,
-                 oks_weight: float = 0.25, max_missed: int = 10, motion_frames: int = 8,
-                 keypoint_threshold: float = 0.3, crowded_oks: float = 0.5) -> None:
-        if metric not in MATCH_METRICS:
-            raise ValueError(f"metric must be one of {MATCH_METRICS}, got {metric!r}.")
-        if max_missed < 0:
-            raise ValueError(f"max_missed must be >= 0, got {max_missed}.")
-        if motion_frames < 2:
-            raise ValueError(f"motion_frames must be >= 2, got {motion_frames}.")
-        if oks_weight < 0:
-            raise ValueError(f"oks_weight must be >= 0, got {oks_weight}.")
-        self.sigmas = np.asarray(sigmas, dtype=np.float64)
-        self.metric = metric
-        self.threshold = float(threshold)
-        self.oks_weight = float(oks_weight)
-        self.max_missed = int(max_missed)
-        self.motion_frames = int(motion_frames)
-        self.keypoint_threshold = float(keypoint_threshold)
-        self.crowded_oks = float(crowded_oks)
-        self.tracks: list[Track] = []
-        self.next_id = 0
+    sigmas: Sequence[float]
+    metric: str = "iou+oks"
+    threshold: float = 0.3
+    oks_weight: float = 0.25
+    max_missed: int = 10
+    motion_frames: int = 8
+    keypoint_threshold: float = 0.3
+    crowded_oks: float = 0.5
+    tracks: list[Track] = field(default_factory=list, init=False)
+    next_id: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.metric not in MATCH_METRICS:
+            raise ValueError(f"metric must be one of {MATCH_METRICS}, got {self.metric!r}.")
+        if self.max_missed < 0:
+            raise ValueError(f"max_missed must be >= 0, got {self.max_missed}.")
+        if self.motion_frames < 2:
+            raise ValueError(f"motion_frames must be >= 2, got {self.motion_frames}.")
+        if self.oks_weight < 0:
+            raise ValueError(f"oks_weight must be >= 0, got {self.oks_weight}.")
+        self.sigmas = np.asarray(self.sigmas, dtype=np.float64)
 
     def active_ids(self) -> list[int]:
         return [track.track_id for track in self.tracks]
