@@ -11,16 +11,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-import vitpose_hf
-from vitpose_hf import cli
-from vitpose_hf import defaults
-from vitpose_hf import VitPoseConfig, VitPoseModel
-from vitpose_hf.cli import DEMO_BOXES, DEMO_IMAGE, coco_results, load_boxes_file, main, predict
-from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
-
 from support.detectors import tiny_detector
 from support.models import tiny_config_kwargs
+
+import vitpose_hf
+from vitpose_hf import VitPoseConfig, VitPoseModel, cli, defaults
+from vitpose_hf.cli import (
+    DEMO_BOXES,
+    DEMO_IMAGE,
+    coco_results,
+    load_boxes_file,
+    main,
+    predict,
+)
+from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,32 @@ import numpy as np
 import pytest
 import torch
 
-from vitpose_hf.codec import UDPHeatmapCodec, flip_heatmaps_back, flip_images, gaussian_blur, merge_flip_test
-from vitpose_hf.geometry import box_to_center_scale, get_udp_warp_matrix, invert_affine, transform_points, warp_affine
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Independent references: the original release's functions, written out in numpy / cv2.
 # ----------------------------------------------------------------------------------------------------------------
-
-
 from support.codec_reference import (
-    ref_decode, ref_flip_back, ref_get_warp_matrix, ref_udp_target, ref_xywh2cs, smooth_heatmaps, smooth_image,
+    ref_decode,
+    ref_flip_back,
+    ref_get_warp_matrix,
+    ref_udp_target,
+    ref_xywh2cs,
+    smooth_heatmaps,
+    smooth_image,
+)
+
+from vitpose_hf.codec import (
+    UDPHeatmapCodec,
+    flip_heatmaps_back,
+    flip_images,
+    gaussian_blur,
+    merge_flip_test,
+)
+from vitpose_hf.geometry import (
+    box_to_center_scale,
+    get_udp_warp_matrix,
+    invert_affine,
+    transform_points,
+    warp_affine,
 )
 
 

@@ -20,6 +20,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 from huggingface_hub import ModelCard
+from support.original import (
+    HEADS,
+    IMAGE_SIZE,
+    KEYPOINTS,
+    PUBLISHED_AP,
+    REPO,
+    OriginalTopDown,
+    folder_snapshot,
+    max_diff,
+    original_model,
+    pixels,
+    save_original,
+    tiny,
+)
 
 from vitpose_hf import VARIANTS, VitPoseBackbone, VitPoseConfig, VitPoseModel
 from vitpose_hf.convert import (
@@ -33,11 +47,6 @@ from vitpose_hf.convert import (
     original_config,
     render_model_card,
     split_dataset_expert,
-)
-
-from support.original import (
-    HEADS, IMAGE_SIZE, KEYPOINTS, PUBLISHED_AP, REPO, OriginalTopDown, folder_snapshot, max_diff,
-    original_model, pixels, save_original, tiny,
 )
 
 

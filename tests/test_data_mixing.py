@@ -6,7 +6,12 @@ import torch
 from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader
 
-from vitpose_hf.data import MixedDataset, MixingSampler, collate_keypoints, mixing_counts
+from vitpose_hf.data import (
+    MixedDataset,
+    MixingSampler,
+    collate_keypoints,
+    mixing_counts,
+)
 
 
 def test_shares_follow_the_probabilities():

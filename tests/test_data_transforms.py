@@ -8,7 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vitpose_hf.data import TopDownAugmentation, generate_synthetic_dataset, keypoint_colors, load_keypoint_samples
+from vitpose_hf.data import (
+    TopDownAugmentation,
+    generate_synthetic_dataset,
+    keypoint_colors,
+    load_keypoint_samples,
+)
 from vitpose_hf.data.transforms import default_upper_body_ids, load_image
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.keypoints import get_layout

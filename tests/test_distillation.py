@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.models import tiny_config_kwargs
+from support.original import original_model, save_original, tiny
 
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.data import generate_synthetic_dataset
@@ -18,9 +20,6 @@ from vitpose_hf.training import distillation
 from vitpose_hf.training.config import ConfigError, load_training_config
 from vitpose_hf.training.distillation import TOKEN_KEY, build_distiller
 from vitpose_hf.training.supervised import train
-
-from support.models import tiny_config_kwargs
-from support.original import original_model, save_original, tiny
 
 IMAGE_SIZE = [64, 48]  # 16x12 heatmaps
 STUDENT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2)

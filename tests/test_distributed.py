@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from support.models import randomize, tiny_config_kwargs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 from pycocotools.coco import COCO
+from support.models import tiny_config_kwargs
 
 from vitpose_hf import VitPoseConfig, VitPoseModel, get_layout
 from vitpose_hf.data import generate_synthetic_dataset, load_keypoint_samples
 from vitpose_hf.data.transforms import load_image
-from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
-from vitpose_hf.keypoints import KeypointLayout
 from vitpose_hf.evaluation import (
     COCO_METRIC_NAMES,
     coco_keypoint_eval,
@@ -29,8 +28,8 @@ from vitpose_hf.evaluation import (
     predict_keypoints,
     rescore,
 )
-
-from support.models import tiny_config_kwargs
+from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
+from vitpose_hf.keypoints import KeypointLayout
 
 COCO_SIGMAS = np.array([.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107, .087, .087,
                         .089, .089])

@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from support.models import tiny_config_kwargs
 
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.convert.export import export_onnx, export_program
-
-from support.models import tiny_config_kwargs
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

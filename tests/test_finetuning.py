@@ -9,11 +9,16 @@ import math
 
 import pytest
 import torch
+from support.models import tiny_config_kwargs
 from transformers import Trainer, TrainingArguments
 
-from support.models import tiny_config_kwargs
 from vitpose_hf import VitPoseConfig, VitPoseModel
-from vitpose_hf.data import TopDownAugmentation, collate_keypoints, generate_synthetic_dataset, load_keypoint_dataset
+from vitpose_hf.data import (
+    TopDownAugmentation,
+    collate_keypoints,
+    generate_synthetic_dataset,
+    load_keypoint_dataset,
+)
 
 
 @pytest.fixture(scope="module")

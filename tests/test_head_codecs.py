@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from support.models import tiny_config_kwargs
 from PIL import Image
 from support.codec_reference import (
     ref_decode,
     ref_flip_back,
+    ref_get_max_preds,
     ref_udp_target,
     ref_xywh2cs,
     smooth_heatmaps,
     smooth_image,
 )
+from support.models import tiny_config_kwargs
 from transformers import pipeline
 
 from vitpose_hf.codec import (
@@ -109,18 +110,6 @@ def ref_msra_target(joints, visible, image_size, heatmap_size, sigma=2.0):
             img_y = max(0, ul[1]), min(br[1], H)
             target[joint_id][img_y[0]:img_y[1], img_x[0]:img_x[1]] = g[g_y[0]:g_y[1], g_x[0]:g_x[1]]
     return target, target_weight[:, 0]
-
-
-def ref_get_max_preds(heatmaps):
-    n, k, _, w = heatmaps.shape
-    flat = heatmaps.reshape((n, k, -1))
-    idx = np.argmax(flat, 2).reshape((n, k, 1))
-    maxvals = np.amax(flat, 2).reshape((n, k, 1))
-    preds = np.tile(idx, (1, 1, 2)).astype(np.float32)
-    preds[:, :, 0] = preds[:, :, 0] % w
-    preds[:, :, 1] = preds[:, :, 1] // w
-    preds = np.where(np.tile(maxvals, (1, 1, 2)) > 0.0, preds, -1)
-    return preds, maxvals[..., 0]
 
 
 def ref_decode_default(heatmaps):

@@ -16,6 +16,15 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.models import randomize, tiny_config_kwargs
+from support.original import (
+    OriginalTopDown,
+    folder_snapshot,
+    original_model,
+    randomise,
+    save_original,
+    tiny,
+)
 from transformers import VitPoseBackboneConfig, VitPoseForPoseEstimation, pipeline
 from transformers import VitPoseConfig as BuiltinVitPoseConfig
 
@@ -28,9 +37,6 @@ from vitpose_hf.data.coco import coco_to_samples
 from vitpose_hf.data.converters import AnnotationError
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.pipeline import KeypointDetectionPipeline
-
-from support.models import randomize, tiny_config_kwargs
-from support.original import OriginalTopDown, folder_snapshot, original_model, randomise, save_original, tiny
 
 SIZE = (64, 48)  # crop (height, width): 16x12 heatmaps
 WIDTH, HEIGHT = 40, 30

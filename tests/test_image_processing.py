@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from support.codec_reference import ref_decode, ref_flip_back, ref_get_warp_matrix, ref_udp_target, ref_xywh2cs, smooth_image
+from support.codec_reference import (
+    ref_decode,
+    ref_flip_back,
+    ref_get_warp_matrix,
+    ref_udp_target,
+    ref_xywh2cs,
+    smooth_image,
+)
 from transformers.utils import ModelOutput
 
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor

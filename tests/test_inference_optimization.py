@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.models import tiny_config_kwargs
 from torch._inductor import config as inductor_config
 from transformers import pipeline
 
@@ -14,9 +15,12 @@ import vitpose_hf.inference_optimization as optimization
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.cli import main
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
-from vitpose_hf.inference_optimization import PackedDeconvReLU, PackedLinear, optimize_for_inference, resolve_dtype
-
-from support.models import tiny_config_kwargs
+from vitpose_hf.inference_optimization import (
+    PackedDeconvReLU,
+    PackedLinear,
+    optimize_for_inference,
+    resolve_dtype,
+)
 
 needs_onednn = pytest.mark.skipif(
     not optimization.onednn_linear_available(torch.float32), reason="this torch build has no oneDNN linear"

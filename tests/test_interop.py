@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from support.models import randomize, tiny_config_kwargs
+from support.models import randomize, tamper_weights, tiny_config_kwargs
 from transformers import (
     AutoBackbone,
     AutoConfig,
@@ -140,17 +140,6 @@ assert before is after, (before, after)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def _tamper_weights(folder, drop=(), extra=()):
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(folder / "model.safetensors")
-    for key in drop:
-        del state[key]
-    for key in extra:
-        state[key] = torch.zeros(3)
-    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-
-
 @pytest.mark.parametrize("drop,extra,named", [
     (["backbone.encoder.layer.1.mlp.fc1.bias"], [], "backbone.encoder.layer.1.mlp.fc1.bias"),
     ([], ["backbone.stray.weight"], "backbone.stray.weight"),
@@ -159,7 +148,7 @@ def test_builtin_checkpoint_with_a_missing_or_extra_weight_is_an_error_naming_it
     from vitpose_hf.training.initialization import initialize_model
 
     builtin_model(simple=True).save_pretrained(tmp_path)
-    _tamper_weights(tmp_path, drop, extra)
+    tamper_weights(tmp_path, drop, extra)
     with pytest.raises(ValueError, match=named.replace(".", r"\.")):
         VitPoseModel.from_pretrained(tmp_path)
     config = VitPoseConfig(**tiny_config_kwargs(decoder="simple"))

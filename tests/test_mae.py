@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 from safetensors.torch import load_file
+from support.models import tiny_config_kwargs
 from transformers import ViTMAEConfig
 from transformers.models.vit_mae.modeling_vit_mae import (
     ViTMAEDecoder,
@@ -40,8 +41,6 @@ from vitpose_hf.training.mae import (
     unpatchify,
     warmup_cosine,
 )
-
-from support.models import tiny_config_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DECODER = {"decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,

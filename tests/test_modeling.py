@@ -3,12 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from support.models import randomize, tamper_weights, tiny_config_kwargs
 
-from support.models import randomize, tiny_config_kwargs
 from vitpose_hf import VARIANTS, VitPoseBackbone, VitPoseConfig, VitPoseModel
 from vitpose_hf.keypoints import get_layout
-
-
 
 
 def test_default_config_is_the_papers_vitpose_base():
@@ -277,17 +275,6 @@ def test_id2label_names_the_first_heads_keypoints_and_survives_save_and_load(tmp
     assert loaded.id2label[0] == "nose" and len(loaded.id2label) == 17
 
 
-def _tamper_weights(folder, drop=(), extra=()):
-    from safetensors.torch import load_file, save_file
-
-    state = load_file(folder / "model.safetensors")
-    for key in drop:
-        del state[key]
-    for key in extra:
-        state[key] = torch.zeros(3)
-    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
-
-
 def test_new_keypoint_set_reinitialises_only_the_head(tmp_path):
     source = randomize(VitPoseModel(VitPoseConfig(**tiny_config_kwargs())))
     source.save_pretrained(tmp_path)
@@ -305,7 +292,7 @@ def test_new_keypoint_set_reinitialises_only_the_head(tmp_path):
 
 def test_new_keypoint_set_still_refuses_any_other_missing_weight(tmp_path):
     VitPoseModel(VitPoseConfig(**tiny_config_kwargs())).save_pretrained(tmp_path)
-    _tamper_weights(tmp_path, drop=["vit.layers.1.mlp.fc1.bias"], extra=["vit.layers.1.stray"])
+    tamper_weights(tmp_path, drop=["vit.layers.1.mlp.fc1.bias"], extra=["vit.layers.1.stray"])
     with pytest.raises(ValueError, match=r"vit\.layers\.1\.mlp\.fc1\.bias") as error:
         VitPoseModel.from_pretrained(tmp_path, keypoint_heads=["mpii"], ignore_mismatched_sizes=True)
     assert "vit.layers.1.stray" in str(error.value) and "heads.0" not in str(error.value)

@@ -8,16 +8,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from support.detectors import tiny_detector
+from support.models import tiny_config_kwargs
 from transformers import pipeline
 
 import vitpose_hf  # noqa: F401  (registers the task)
-from vitpose_hf import defaults
-from vitpose_hf import VitPoseConfig, VitPoseEstimatorOutput, VitPoseModel, get_layout
+from vitpose_hf import (
+    VitPoseConfig,
+    VitPoseEstimatorOutput,
+    VitPoseModel,
+    defaults,
+    get_layout,
+)
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.pipeline import KeypointDetectionPipeline
-
-from support.detectors import tiny_detector
-from support.models import tiny_config_kwargs
 
 WIDTH, HEIGHT = 240, 200
 # Two people (xywh boxes) with a bright disc each; the padded crop of one box never reaches the other's disc.

@@ -3,10 +3,15 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from support.models import randomize, tiny_config_kwargs
 from transformers import AutoModel
 
-from support.models import randomize, tiny_config_kwargs
-from vitpose_hf import VitPoseBackbone, VitPoseConfig, VitPoseModel, export_to_transformers
+from vitpose_hf import (
+    VitPoseBackbone,
+    VitPoseConfig,
+    VitPoseModel,
+    export_to_transformers,
+)
 from vitpose_hf.configuration_vitpose import INPUT_RESOLUTIONS
 
 POS_KEY = "vit.embeddings.position_embeddings"

@@ -11,19 +11,26 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from support.models import randomize, tiny_config_kwargs
 from torch.utils.data import DataLoader
 
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.cli import main
-from vitpose_hf.data import TopDownAugmentation, collate_keypoints, load_keypoint_samples
-from vitpose_hf.data.hf_datasets import AugmentedStream, load_keypoint_hf_dataset, load_keypoint_rows
+from vitpose_hf.data import (
+    TopDownAugmentation,
+    collate_keypoints,
+    load_keypoint_samples,
+)
+from vitpose_hf.data.hf_datasets import (
+    AugmentedStream,
+    load_keypoint_hf_dataset,
+    load_keypoint_rows,
+)
 from vitpose_hf.data.synthetic import generate_synthetic_dataset
 from vitpose_hf.evaluation import evaluate_keypoint_dataset
 from vitpose_hf.evaluation.distributed import gather_in_order, process_share
 from vitpose_hf.image_processing_vitpose import VitPoseImageProcessor
 from vitpose_hf.pipeline import default_model_path
-
-from support.models import randomize, tiny_config_kwargs
 
 
 def launch_two_processes(commands: list[list[str]], folder: Path, timeout: float = 150) -> str:

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from support.models import randomize, tiny_config_kwargs
+from support.original import original_model, save_original, tiny
 from transformers import (
     AutoBackbone,
     AutoConfig,
@@ -29,9 +31,12 @@ from transformers import (
     pipeline,
 )
 
-from support.models import randomize, tiny_config_kwargs
-from support.original import original_model, save_original, tiny
-from vitpose_hf import VitPoseBackbone, VitPoseConfig, VitPoseImageProcessor, VitPoseModel
+from vitpose_hf import (
+    VitPoseBackbone,
+    VitPoseConfig,
+    VitPoseImageProcessor,
+    VitPoseModel,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ESTIMATOR_AUTO_CLASSES = ("AutoModel", "AutoModelForKeypointDetection", "AutoModelForPoseEstimation")
@@ -83,7 +88,12 @@ def _embedded(folder: Path) -> None:
 
 
 def _mae_encoder(folder: Path) -> None:
-    from vitpose_hf.training.mae import MAESection, MAETask, VitPoseMaskedAutoencoder, load_mae_config
+    from vitpose_hf.training.mae import (
+        MAESection,
+        MAETask,
+        VitPoseMaskedAutoencoder,
+        load_mae_config,
+    )
 
     config = VitPoseConfig(**tiny_config_kwargs(image_size=[64, 48]))
     decoder = {"decoder_hidden_size": 32, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,

@@ -13,6 +13,9 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.models import tiny_config_kwargs
+from support.original import OriginalTopDown, original_model, save_original, tiny
+from support.training import ENV, REPO, TRAIN, run_train, tiny_recipe, write_recipe
 
 from vitpose_hf import VitPoseConfig, VitPoseImageProcessor, VitPoseModel
 from vitpose_hf.convert import original_key_to_ours
@@ -24,11 +27,6 @@ from vitpose_hf.training.optim import (
     build_optimizer_and_scheduler,
     parameter_settings,
 )
-
-from support.models import tiny_config_kwargs
-from support.original import OriginalTopDown, original_model, save_original, tiny
-
-from support.training import ENV, REPO, TRAIN, run_train, tiny_recipe, write_recipe
 
 
 # The recipe ---------------------------------------------------------------------------------------------------------

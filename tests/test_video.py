@@ -13,10 +13,10 @@ pytest.importorskip("av")
 from vitpose_hf.cli import build_pipeline, main  # noqa: E402
 from vitpose_hf.data.synthetic_video import generate_synthetic_video  # noqa: E402
 from vitpose_hf.keypoints import get_layout  # noqa: E402
-from vitpose_hf.video_io import VideoWriter, is_video_path, iter_frames, read_video_info  # noqa: E402
 from vitpose_hf.video.predict import load_frame_detections, track_video  # noqa: E402
 from vitpose_hf.video.smoothing import OneEuroFilter  # noqa: E402
 from vitpose_hf.video.tracking import PoseTracker, pose_guided_box  # noqa: E402
+from vitpose_hf.video_io import VideoWriter, is_video_path, iter_frames, read_video_info  # noqa: E402
 
 SIGMAS = get_layout("coco").oks_sigmas
 # A standing figure's 17 COCO keypoints in a 40x100 box, relative to its top-left corner.
@@ -178,8 +178,8 @@ def test_synthetic_video_annotations(clip):
 
 def test_tracking_on_a_generated_clip_with_the_embedded_model(clip, pose):
     """Each true person mostly keeps one predicted id (a distinct one), and keypoints land near the truth."""
-    from vitpose_hf.evaluation import coco_keypoint_eval
     from vitpose_hf.cli import coco_results
+    from vitpose_hf.evaluation import coco_keypoint_eval
 
     truth = json.loads(clip["annotations"].read_text())
     frames = list(track_video(pose, clip["video"], boxes=clip["detections"], detect_every=2, batch_frames=4))

@@ -4,7 +4,12 @@ import torch
 from PIL import Image
 
 from vitpose_hf import KeypointLayout, VitPoseConfig, get_layout
-from vitpose_hf.visualization import draw_pose, limb_colors, resolve_skeleton, to_supervision_keypoints
+from vitpose_hf.visualization import (
+    draw_pose,
+    limb_colors,
+    resolve_skeleton,
+    to_supervision_keypoints,
+)
 
 BLACK = (0, 0, 0)
 

@@ -10,11 +10,16 @@ import math
 
 import pytest
 import torch
-
 from support.models import randomize, tiny_config_kwargs
+
 from vitpose_hf import VitPoseConfig, VitPoseModel
 from vitpose_hf.modeling_vitpose import VitPoseAttention
-from vitpose_hf.window_attention import WindowLayout, merge_windows, partition_windows, window_self_attention
+from vitpose_hf.window_attention import (
+    WindowLayout,
+    merge_windows,
+    partition_windows,
+    window_self_attention,
+)
 
 WINDOW_TYPES = ["window", "shift_window", "pool_window", "shift_pool_window"]
 

@@ -69,10 +69,9 @@ def ref_udp_target(joints, visible, image_size, heatmap_size, sigma=2.0):
     return target, target_weight[:, 0]
 
 
-def ref_decode(heatmaps, kernel=11):
-    """mmpose 0.x keypoints_from_heatmaps(use_udp=True): _get_max_preds then post_dark_udp (heatmap pixels)."""
-    heatmaps = heatmaps.copy()
-    n, k, h, w = heatmaps.shape
+def ref_get_max_preds(heatmaps):
+    """mmpose 0.x _get_max_preds: integer argmax (x, y) per map, -1 where the maximum is not positive."""
+    n, k, _, w = heatmaps.shape
     flat = heatmaps.reshape((n, k, -1))
     idx = np.argmax(flat, 2).reshape((n, k, 1))
     maxvals = np.amax(flat, 2).reshape((n, k, 1))
@@ -80,6 +79,15 @@ def ref_decode(heatmaps, kernel=11):
     preds[:, :, 0] = preds[:, :, 0] % w
     preds[:, :, 1] = preds[:, :, 1] // w
     preds = np.where(np.tile(maxvals, (1, 1, 2)) > 0.0, preds, -1)
+    return preds, maxvals[..., 0]
+
+
+def ref_decode(heatmaps, kernel=11):
+    """mmpose 0.x keypoints_from_heatmaps(use_udp=True): _get_max_preds then post_dark_udp (heatmap pixels)."""
+    heatmaps = heatmaps.copy()
+    n, k, h, w = heatmaps.shape
+    preds, maxvals = ref_get_max_preds(heatmaps)
+    maxvals = maxvals[..., None]
 
     for maps in heatmaps:
         for heatmap in maps:

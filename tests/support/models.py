@@ -18,3 +18,15 @@ def randomize(model: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
         for param in model.parameters():
             param.normal_(0, std) if param.ndim > 1 else param.uniform_(-0.1, 0.1)
     return model
+
+
+def tamper_weights(folder, drop=(), extra=()) -> None:
+    """Remove weights from, or add stray ones to, a saved folder's model.safetensors (strict-loading tests)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    for key in drop:
+        del state[key]
+    for key in extra:
+        state[key] = torch.zeros(3)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
