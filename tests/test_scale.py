@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from support.models import randomize, tiny_config_kwargs
+from support.parquet import export_parquet
 from torch.utils.data import DataLoader
 
 from vitpose_hf import VitPoseConfig, VitPoseModel
@@ -194,28 +195,6 @@ def test_evaluate_on_two_processes_equals_one(runs):
     assert one["metrics"].keys() == two["metrics"].keys()
     for name, value in one["metrics"].items():
         assert two["metrics"][name] == pytest.approx(value, abs=1e-6), name
-
-
-def export_parquet(annotations: Path, image_dir: Path, folder: Path, shards: int = 2) -> Path:
-    """The annotation file as parquet shards, one row per annotation with its picture embedded; the keypoints
-    column is named "joints" (mapped with `columns`)."""
-    data = json.loads(annotations.read_text())
-    names = {image["id"]: image["file_name"] for image in data["images"]}
-    rows = [{"image": {"bytes": (image_dir / names[ann["image_id"]]).read_bytes(), "path": names[ann["image_id"]]},
-             "image_id": ann["image_id"], "id": ann["id"], "bbox": ann["bbox"], "joints": ann["keypoints"],
-             "area": ann["area"], "iscrowd": ann["iscrowd"], "num_keypoints": ann["num_keypoints"]}
-            for ann in data["annotations"]]
-    features = datasets.Features({
-        "image": datasets.Image(), "image_id": datasets.Value("int64"), "id": datasets.Value("int64"),
-        "bbox": datasets.Sequence(datasets.Value("float64")), "joints": datasets.Sequence(datasets.Value("float64")),
-        "area": datasets.Value("float64"), "iscrowd": datasets.Value("int64"),
-        "num_keypoints": datasets.Value("int64"),
-    })
-    table = datasets.Dataset.from_list(rows, features=features)
-    folder.mkdir(parents=True)
-    for shard in range(shards):
-        table.shard(shards, shard, contiguous=True).to_parquet(str(folder / f"train-{shard:05d}.parquet"))
-    return folder
 
 
 def test_streamed_parquet_trains_and_evaluates_as_the_files(synthetic, tmp_path, monkeypatch):

@@ -95,6 +95,25 @@ def load_keypoint_rows(
     return rows
 
 
+def column_names(rows: datasets.Dataset | datasets.IterableDataset) -> list[str]:
+    """The columns of rows; a stream without declared features is asked for its first row."""
+    if rows.column_names is not None:
+        return list(rows.column_names)
+    first = next(iter(rows), None)
+    return list(first) if first is not None else []
+
+
+def check_columns(rows: datasets.Dataset | datasets.IterableDataset, columns: Mapping[str, str] | None = None,
+                  source: str = "<rows>") -> None:
+    """Every required field has its column: a missing one is an error naming the column and the field."""
+    names = resolve_columns(columns)
+    present = set(column_names(rows))
+    missing = [f"{names[field]} ({field})" for field in REQUIRED_FIELDS if names[field] not in present]
+    if missing:
+        raise ValueError(f"{source} has no column {', '.join(missing)}; its columns: {sorted(present)}. Map other "
+                         "names with columns={field: column}.")
+
+
 def _image_size(image: Any, what: str) -> tuple[int, int]:
     """(width, height) of an image value, reading only the header of encoded bytes."""
     if isinstance(image, Image.Image):
@@ -204,10 +223,7 @@ def load_keypoint_hf_dataset(
     rows = load_keypoint_rows(path_or_name, split, streaming, image_column, **load_kwargs)
     convert = functools.partial(_convert_batch, layout=layout, columns=columns, dataset_name=dataset_name,
                                 dataset_index=dataset_index, source=str(path_or_name))
-    names = rows.column_names
-    if names is None:  # a stream without declared features: its first row names them
-        names = list(next(iter(rows)))
-    return rows.map(convert, batched=True, batch_size=batch_size, remove_columns=names,
+    return rows.map(convert, batched=True, batch_size=batch_size, remove_columns=column_names(rows),
                     features=HF_SAMPLE_FEATURES)
 
 

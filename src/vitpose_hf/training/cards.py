@@ -45,7 +45,7 @@ def render_run_card(
         title="ViTPose backbone pre-trained with MAE on person crops" if mae else "ViTPose trained with vitpose_hf",
         mae=mae, mask_ratio=f"{mask_ratio:.0%}" if mae else None,
         eval_loss=f"{loss:.4f}" if isinstance(loss, float) else "not measured",
-        dataset_names=", ".join(f"{d.name} ({d.annotation_file})" for d in config.datasets),
+        dataset_names=", ".join(f"{d.name} ({d.source()})" for d in config.datasets),
         hidden_size=model_config.hidden_size, num_hidden_layers=model_config.num_hidden_layers,
         decoder=model_config.decoder, image_size=list(model_config.image_size),
         heads=[{"index": i, "name": layout.name, "num_keypoints": layout.num_keypoints}

@@ -61,11 +61,54 @@ class SyntheticSection:
 
 
 @dataclass
+class HFDatasetSection:
+    """A keypoint dataset of the `datasets` library (`vitpose_hf.data.hf_datasets`): one row per person with its
+    picture, trained through the same augmentation and mixing as annotation files and evaluated from its rows.
+
+    Args:
+        path: a Hub dataset id, a local dataset folder, parquet/arrow shards (a file, a glob or a folder), or a
+            builder name ("parquet", "arrow") with `data_files`.
+        data_files: `datasets.load_dataset` data_files, e.g. {"train": "shards/train-*.parquet",
+            "validation": "shards/val-*.parquet"}.
+        config_name: the Hub dataset's configuration (`load_dataset(path, name)`), if it has several.
+        train_split, validation_split: the splits to train and to evaluate on (null: no evaluation).
+        columns: field -> column for columns not named as `DEFAULT_COLUMNS` (e.g. {"keypoints": "joints"}).
+        streaming: read the rows as they are needed (datasets that do not fit on disk). Every dataset of a run is
+            streamed or none is. A streamed run needs `samples_per_epoch` (draws per epoch; the stream must hold
+            them), mixes equal shares when `probability` is left out (the size is unknown) and resumes by
+            replaying the interrupted epoch's stream up to the step. Not streamed: mixed and resumed exactly as
+            annotation files.
+        shuffle_buffer: rows held for shuffling a streamed dataset (0: stored order); with several streamed
+            datasets, the largest value applies to all.
+    """
+
+    path: str = ""
+    data_files: dict[str, Any] | None = None
+    config_name: str | None = None
+    train_split: str = "train"
+    validation_split: str | None = "validation"
+    columns: dict[str, str] = field(default_factory=dict)
+    streaming: bool = False
+    shuffle_buffer: int = 1000
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """The extra `datasets.load_dataset` arguments of the section."""
+        kwargs: dict[str, Any] = {}
+        if self.data_files is not None:
+            kwargs["data_files"] = self.data_files
+        if self.config_name is not None:
+            kwargs["name"] = self.config_name
+        return kwargs
+
+
+@dataclass
 class DatasetSection:
     """Args:
         name: the dataset's head name (also the key of its metrics in eval_results.json).
         layout: a registered keypoint layout name, or a dict declaring a custom one (`KeypointLayout` fields).
         annotation_file, image_root: training annotations (COCO json; `format` mpii or aic for those) and images.
+        hf_dataset: instead of annotation_file/image_root (and of val_annotation_file/val_image_root): a dataset
+            of the `datasets` library, its train and validation splits (`HFDatasetSection`).
         format: "coco", "mpii" or "aic".
         probability: share of the training draws; left out for every dataset: proportional to size (the original).
         val_annotation_file, val_image_root: the validation split (COCO-format json).
@@ -88,6 +131,17 @@ class DatasetSection:
     metric: str = "coco"
     synthetic: SyntheticSection | None = None
     val_synthetic: SyntheticSection | None = None
+    hf_dataset: HFDatasetSection | None = None
+
+    def has_validation(self) -> bool:
+        """Whether the dataset has a validation split to evaluate on."""
+        if self.hf_dataset is not None:
+            return self.hf_dataset.validation_split is not None
+        return bool(self.val_annotation_file)
+
+    def source(self) -> str:
+        """Where the training data comes from, for messages and model cards."""
+        return self.hf_dataset.path if self.hf_dataset is not None else self.annotation_file
 
 
 @dataclass
@@ -142,6 +196,11 @@ class RunSection:
         probabilities = [d.probability for d in self.datasets]
         if any(p is None for p in probabilities) and any(p is not None for p in probabilities):
             raise ConfigError("datasets: give `probability` for every dataset or for none (then: proportional to size).")
+        streamed = [d.name for d in self.datasets if d.hf_dataset is not None and d.hf_dataset.streaming]
+        if streamed and len(streamed) != len(self.datasets):
+            raise ConfigError(f"datasets: {streamed} are streamed and the others are not; stream every dataset or none.")
+        if streamed and self.samples_per_epoch is None:
+            raise ConfigError("samples_per_epoch is required with streamed datasets (their length is not known).")
         if self.num_epochs is None and self.max_steps is None:
             raise ConfigError("Give num_epochs or max_steps (max_steps wins when both are given).")
         for key in ("num_epochs", "max_steps"):
@@ -164,6 +223,8 @@ class RunSection:
     def check_paths(self) -> None:
         """Every file the run reads exists (synthetic datasets excepted: they are generated when missing)."""
         for i, dataset in enumerate(self.datasets):
+            if dataset.hf_dataset is not None:
+                continue  # read (columns checked) before step 0 by `training.data.check_validation_files`
             checks = [("annotation_file", dataset.annotation_file, dataset.synthetic),
                       ("image_root", dataset.image_root, dataset.synthetic),
                       ("val_annotation_file", dataset.val_annotation_file, dataset.val_synthetic),
@@ -187,8 +248,10 @@ def _at_least(section: Any, key: str, minimum: float, note: str = "", where: str
 def _validate_dataset(dataset: DatasetSection, where: str) -> None:
     if not dataset.name:
         raise ConfigError(f"{where}.name is missing.")
-    if not dataset.annotation_file or not dataset.image_root:
-        raise ConfigError(f"{where} ({dataset.name}): annotation_file and image_root are required.")
+    if dataset.hf_dataset is not None:
+        _validate_hf_dataset(dataset, where)
+    elif not dataset.annotation_file or not dataset.image_root:
+        raise ConfigError(f"{where} ({dataset.name}): annotation_file and image_root (or hf_dataset) are required.")
     if dataset.format not in ("coco", "mpii", "aic"):
         raise ConfigError(f"{where}.format must be coco, mpii or aic, got {dataset.format!r}.")
     if dataset.metric not in ("coco", "pckh"):
@@ -197,12 +260,31 @@ def _validate_dataset(dataset: DatasetSection, where: str) -> None:
         raise ConfigError(f"{where} ({dataset.name}): give both val_annotation_file and val_image_root.")
     if dataset.probability is not None and not dataset.probability > 0:
         raise ConfigError(f"{where}.probability must be > 0, got {dataset.probability}.")
-    if dataset.metric == "pckh" and dataset.val_annotation_file:
+    if dataset.metric == "pckh" and dataset.has_validation():
         if not dataset.val_head_boxes:
             raise ConfigError(f"{where}.metric is pckh but {where}.val_head_boxes is not given: PCKh needs the head "
                               "boxes of the validation people.")
         if dataset.val_detections:
             raise ConfigError(f"{where}: metric pckh is measured on ground-truth boxes; remove {where}.val_detections.")
+
+
+def _validate_hf_dataset(dataset: DatasetSection, where: str) -> None:
+    from ..data.hf_datasets import DEFAULT_COLUMNS
+
+    hf = dataset.hf_dataset
+    files = [key for key in ("annotation_file", "image_root", "val_annotation_file", "val_image_root", "synthetic",
+                             "val_synthetic") if getattr(dataset, key)]
+    if files:
+        raise ConfigError(f"{where} ({dataset.name}): hf_dataset replaces {files}; give one or the other.")
+    if not hf.path:
+        raise ConfigError(f"{where}.hf_dataset.path is missing.")
+    unknown = sorted(set(hf.columns) - set(DEFAULT_COLUMNS))
+    if unknown:
+        raise ConfigError(f"Unknown field {where}.hf_dataset.columns.{unknown[0]}; known fields: "
+                          f"{', '.join(DEFAULT_COLUMNS)}.")
+    _at_least(hf, "shuffle_buffer", 0, where=f"{where}.hf_dataset.")
+    if dataset.format != "coco":
+        raise ConfigError(f"{where}.format: rows of hf_dataset are COCO-style; remove format {dataset.format!r}.")
 
 
 # Keys of `TopDownAugmentation` the run sets itself.

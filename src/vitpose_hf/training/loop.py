@@ -100,7 +100,7 @@ class RunTask(ABC):
         """The loss terms of a micro-batch, summed into the loss; each is logged under its own name."""
 
     def evaluates(self) -> bool:
-        return any(d.val_annotation_file for d in self.config.datasets)
+        return any(d.has_validation() for d in self.config.datasets)
 
     def evaluate(self, model: torch.nn.Module, accelerator: Accelerator, step: int) -> dict[str, Any]:
         """Metrics of the unwrapped model (eval mode, no grad). Called on every process at once: each evaluates its
@@ -118,7 +118,7 @@ class RunTask(ABC):
 
     def describe(self, data: RunData, accelerator: Accelerator) -> str:
         total_batch = self.config.per_device_batch_size * accelerator.num_processes * self.config.gradient_accumulation_steps
-        return (f"datasets {[d.name for d in self.config.datasets]} (sizes {data.dataset.sizes}), {data.max_steps} steps "
+        return (f"datasets {[d.name for d in self.config.datasets]} (sizes {data.sizes_text()}), {data.max_steps} steps "
                 f"({data.steps_per_epoch} per epoch), global batch {total_batch}, {accelerator.num_processes} processes")
 
 
@@ -233,12 +233,8 @@ def _train(task: RunTask, accelerator: Accelerator, data: RunData, model, optimi
     for epoch in range(progress.completed_steps // data.steps_per_epoch, data.num_epochs):
         if progress.completed_steps >= data.max_steps:
             break
-        data.sampler.set_epoch(epoch)
-        for transform in data.transforms:
-            transform.set_epoch(epoch)
         skip_batches = (progress.completed_steps - epoch * data.steps_per_epoch) * accumulation
-        data.sampler.start_index = skip_batches * batch_size
-        batches = iter(data.loader)
+        batches = data.epoch_batches(epoch, skip_batches)
         for batch_index in range(skip_batches, data.steps_per_epoch * accumulation):
             batch = {k: v.to(accelerator.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                      for k, v in next(batches).items()}

@@ -14,7 +14,7 @@ from ..configuration_vitpose import VitPoseConfig
 from ..image_processing_vitpose import VitPoseImageProcessor
 from .cards import render_run_card
 from .config import TrainingConfig
-from .data import RunData, dataset_layout
+from .data import RunData, dataset_layout, hf_rows
 from .initialization import initialize_model
 from .loop import BatchPosition, RunTask, run
 from .optim import (
@@ -41,11 +41,16 @@ def evaluate_datasets(model, processor, config: TrainingConfig, show_progress: b
 
     results = {}
     for index, section in enumerate(config.datasets):
-        if not section.val_annotation_file:
+        if not section.has_validation():
             continue
+        if section.hf_dataset is not None:  # ground truth and samples from the validation split's rows
+            source = {"rows": hf_rows(section, section.hf_dataset.validation_split),
+                      "columns": section.hf_dataset.columns}
+        else:
+            source = {"annotation_file": section.val_annotation_file, "image_root": section.val_image_root}
         results[section.name] = evaluate_keypoint_dataset(
-            model, processor, section.val_annotation_file, section.val_image_root, dataset_layout(section),
-            dataset_index=index, detections=section.val_detections, flip_test=config.eval_flip_test,
+            model, processor, layout=dataset_layout(section), **source, dataset_index=index,
+            detections=section.val_detections, flip_test=config.eval_flip_test,
             batch_size=config.eval_batch_size, metric=section.metric, head_boxes=section.val_head_boxes,
             show_progress=show_progress, process_state=process_state,
         )
