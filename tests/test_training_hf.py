@@ -17,6 +17,7 @@ from vitpose_hf.data.hf_datasets import load_keypoint_rows
 from vitpose_hf.data.synthetic import generate_synthetic_dataset
 from vitpose_hf.defaults import embedded_model_path
 from vitpose_hf.evaluation import evaluate_keypoint_dataset
+from vitpose_hf.training.config import ConfigError, load_training_config
 
 COLUMNS = {"keypoints": "joints"}  # the exported shards name the keypoints column "joints"
 
@@ -94,3 +95,25 @@ def test_a_missing_column_is_an_error_naming_it_before_step_0(tmp_path, shards):
     assert "no column keypoints (keypoints)" in done.stderr
     run = Path(recipe["output_dir"])
     assert not (run / "train_log.jsonl").exists() and not (run / "checkpoints").exists()
+
+
+def test_recipe_keys_of_hf_dataset_are_checked_by_name(tmp_path, shards):
+    def config_error(change) -> str:
+        recipe = hf_recipe(tmp_path, shards, COLUMNS)
+        change(recipe)
+        with pytest.raises(ConfigError) as error:
+            load_training_config(write_recipe(tmp_path, recipe))
+        return str(error.value)
+
+    assert "datasets[0].hf_dataset.columns.joints" in config_error(
+        lambda r: r["datasets"][0]["hf_dataset"].update(columns={"joints": "keypoints"}))
+    assert "hf_dataset replaces ['annotation_file']" in config_error(
+        lambda r: r["datasets"][0].update(annotation_file="train.json"))
+    assert "samples_per_epoch is required" in config_error(
+        lambda r: (r["datasets"][0]["hf_dataset"].update(streaming=True), r.update(samples_per_epoch=None)))
+    assert "stream every dataset or none" in config_error(
+        lambda r: (r["datasets"][0]["hf_dataset"].update(streaming=True),
+                   r["datasets"].append({**r["datasets"][0], "name": "other",
+                                         "hf_dataset": {**r["datasets"][0]["hf_dataset"], "streaming": False}})))
+    assert "Unknown config key datasets[0].hf_dataset.stream" in config_error(
+        lambda r: r["datasets"][0]["hf_dataset"].update(stream=True))
