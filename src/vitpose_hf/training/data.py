@@ -25,13 +25,7 @@ from torch.utils.data import DataLoader
 from ..codec import HeadCodec
 from ..configuration_vitpose import VitPoseConfig
 from ..data.coco import as_batch_transform, load_keypoint_dataset, load_keypoint_samples
-from ..data.hf_datasets import (
-    AugmentedStream,
-    check_columns,
-    load_keypoint_hf_dataset,
-    load_keypoint_rows,
-    resolve_columns,
-)
+from ..data.hf_datasets import AugmentedStream, check_columns, load_keypoint_hf_dataset, load_keypoint_rows, resolve_columns
 from ..data.mixing import MixedDataset, MixingSampler, collate_keypoints
 from ..data.synthetic import generate_synthetic_dataset
 from ..data.transforms import TopDownAugmentation

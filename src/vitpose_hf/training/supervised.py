@@ -17,12 +17,7 @@ from .config import TrainingConfig
 from .data import RunData, dataset_layout, hf_rows
 from .initialization import initialize_model
 from .loop import BatchPosition, RunTask, run
-from .optim import (
-    apply_freeze,
-    build_optimizer_and_scheduler,
-    default_layer_decay_rate,
-    epochs_to_steps,
-)
+from .optim import apply_freeze, build_optimizer_and_scheduler, default_layer_decay_rate, epochs_to_steps
 
 logger = logging.getLogger(__name__)
 
